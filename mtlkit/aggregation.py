@@ -1,0 +1,168 @@
+"""The aggregator interface: ``agg(J, **context) -> d``.
+
+``J`` is the ``[K, n]`` matrix of per-task gradients on the shared *trainable* coordinates
+(float32 or float64), ``d`` the ``[n]`` update direction written into ``.grad``. The base class
+validates input once, so every method shares the same guarantees:
+
+* NaN or Inf in ``J`` raises :class:`~mtlkit.errors.GradientError` naming the task rows
+  (the trainer may instead skip the step when configured to; never a silent NaN update);
+* an all-zero ``J`` gives a zero update; ``K = 1`` gives that task's gradient;
+* shapes and dtypes are checked; the result has ``J``'s dtype and device.
+
+What an aggregator needs is declared in :attr:`Aggregator.requires`:
+
+``"jacobian"``
+    the full ``[K, n]`` matrix (default);
+``"gramian"``
+    only ``G = J J^T`` and a weighted combination: implement :meth:`GramianWeighting.weights`
+    and the trainer never has to form more than it needs;
+``"losses"``
+    only the task losses (loss-level weightings such as UW, DWA, FAMO): implement
+    :meth:`LossWeighting.loss_weights`; the trainer then needs one backward pass of
+    ``sum_k w_k L_k`` instead of K.
+
+Context keys the trainer passes (an aggregator takes what it uses, ignores the rest):
+``losses`` (``[K]`` tensor, detached), ``step``, ``epoch``, ``task_names``, ``generator``
+(a seeded :class:`torch.Generator` for randomised methods), ``representation_jacobian``
+(``[K, r]``, gradients w.r.t. the shared representation, for "-UB" variants) and ``gramian``
+(``J J^T`` if already computed).
+
+Properties an aggregator claims (checked by :mod:`mtlkit.testing`):
+
+``non_conflicting``        ``J d >= -tol``: no task's loss increases to first order;
+``permutation_invariant``  permuting the rows of ``J`` does not change ``d``;
+``linear_under_scaling``   ``agg(a J) = a agg(J)`` for every scalar ``a > 0``;
+``weighted``               ``d`` lies in the row span of ``J`` (``d = w^T J``);
+``conflict_only``          equals the mean when no pair of rows conflicts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+
+from mtlkit.errors import ConfigError, GradientError
+
+PROPERTIES = frozenset(
+    {"non_conflicting", "permutation_invariant", "linear_under_scaling", "weighted",
+     "conflict_only"}
+)
+REQUIREMENTS = frozenset({"jacobian", "gramian", "losses"})
+
+
+class Aggregator:
+    """Base class of gradient aggregators.
+
+    Subclasses set :attr:`properties` and implement :meth:`aggregate`. Stateful methods set
+    :attr:`stateful` and override :meth:`reset`. Methods with learnable parameters of their own
+    (e.g. uncertainty weighting) return them from :meth:`parameters`; the trainer adds them to
+    the optimizer, and the aggregator writes their ``.grad`` inside :meth:`aggregate`.
+    """
+
+    properties: ClassVar[frozenset[str]] = frozenset()
+    requires: ClassVar[str] = "jacobian"
+    stateful: ClassVar[bool] = False
+
+    def __call__(self, J: torch.Tensor, **context: Any) -> torch.Tensor:
+        check_jacobian(J, context.get("task_names"))
+        K = J.shape[0]
+        if K == 1:
+            return J[0].clone()
+        if not bool(J.any()):
+            return torch.zeros(J.shape[1], dtype=J.dtype, device=J.device)
+        d = self.aggregate(J, context)
+        if d.shape != (J.shape[1],):
+            raise RuntimeError(
+                f"{type(self).__name__} returned shape {tuple(d.shape)}, expected ({J.shape[1]},)"
+            )
+        return d.to(J.dtype)
+
+    def aggregate(self, J: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        """Compute the update direction for a validated ``[K, n]`` matrix with ``K >= 2``."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget state between runs (no-op for stateless aggregators)."""
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Learnable parameters owned by the aggregator (usually none)."""
+        return []
+
+    def after_step(self, context: dict[str, Any]) -> None:
+        """Called after the optimizer step (e.g. FAMO's logit update); default: nothing."""
+
+    def __repr__(self) -> str:
+        fields = getattr(self, "__attrs_attrs__", ())
+        args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields if f.init)
+        return f"{type(self).__name__}({args})"
+
+
+class GramianWeighting(Aggregator):
+    """An aggregator whose direction is ``d = w^T J`` with ``w`` a function of ``G = J J^T``.
+
+    Implement :meth:`weights`. Claims ``weighted`` automatically.
+    """
+
+    requires: ClassVar[str] = "gramian"
+
+    def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def aggregate(self, J: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        G = context.get("gramian")
+        if G is None:
+            G = J @ J.T
+        w = self.weights(G, context).to(device=J.device, dtype=J.dtype)
+        return w @ J
+
+
+class LossWeighting(Aggregator):
+    """An aggregator that weights losses: ``d = w^T J`` with ``w`` from losses and history.
+
+    Implement :meth:`loss_weights`; with ``requires = "losses"`` the trainer takes one backward
+    pass of ``sum_k w_k L_k`` and never forms ``J`` (except when a probe asks for it).
+    """
+
+    requires: ClassVar[str] = "losses"
+
+    def loss_weights(self, losses: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def aggregate(self, J: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        losses = context.get("losses")
+        if losses is None:
+            raise ConfigError(f"{type(self).__name__} needs the task losses in its context")
+        w = self.loss_weights(losses, context).to(device=J.device, dtype=J.dtype)
+        return w @ J
+
+
+def check_jacobian(J: object, task_names: Iterable[str] | None = None) -> None:
+    """Validate an aggregator input; raise with a message naming the offending rows."""
+    if not isinstance(J, torch.Tensor):
+        raise TypeError(f"J must be a torch.Tensor, got {type(J).__name__}")
+    if J.ndim != 2:
+        raise ValueError(f"J must be 2-D [K tasks, n coordinates], got shape {tuple(J.shape)}")
+    if J.shape[0] < 1:
+        raise ValueError("J must have at least one task row")
+    if not J.dtype.is_floating_point:
+        raise TypeError(f"J must be floating point (float32 or float64), got {J.dtype}")
+    finite = torch.isfinite(J).all(dim=1)
+    if not bool(finite.all()):
+        rows = [int(i) for i in torch.nonzero(~finite).flatten()]
+        names = list(task_names) if task_names is not None else None
+        label = ", ".join(names[i] if names and i < len(names) else f"row {i}" for i in rows)
+        raise GradientError(
+            f"non-finite (NaN/Inf) task gradient for {label}; refusing to update "
+            "(set nonfinite='skip' in the training config to skip such steps instead)"
+        )
+
+
+def normalized_gramian(G: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``G / s`` with ``s`` its mean diagonal (scale-free solver input) and ``s`` itself."""
+    scale = float(torch.diagonal(G).mean())
+    if not math.isfinite(scale) or scale <= 0:
+        return G, 1.0
+    return G / scale, scale

@@ -1,0 +1,64 @@
+"""The ``mtlkit`` command line: ``mtlkit <command> ...``.
+
+Each command is a module in :mod:`mtlkit.commands` with ``add_parser(subparsers)`` and
+``run(args) -> int``. Errors caused by input (:class:`mtlkit.errors.MtlkitError`, bad flags)
+print one line and exit with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+from collections.abc import Sequence
+
+from mtlkit import __version__
+from mtlkit.errors import MtlkitError
+
+COMMANDS = ("train", "plugins")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) instead of usage dumps."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mtlkit", description="Multi-task learning under gradient conflict.")
+    parser.add_argument("--version", action="version", version=f"mtlkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        module = importlib.import_module(f"mtlkit.commands.{name}")
+        cmd = module.add_parser(sub)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        with warnings.catch_warnings():
+            if not args.debug:
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+            return int(args._run(args) or 0)
+    except MtlkitError as exc:
+        if args.debug:
+            raise
+        print(f"mtlkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mtlkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

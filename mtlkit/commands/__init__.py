@@ -1,0 +1,1 @@
+"""One module per ``mtlkit`` sub-command (``add_parser`` + ``run``)."""

@@ -1,0 +1,152 @@
+"""``mtlkit train``: train one configuration and write ``DIR/results.json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mtlkit.commands._params import parse_params
+from mtlkit.config import (
+    DEVICES,
+    JACOBIAN_MODES,
+    NONFINITE_POLICIES,
+    OPTIMIZERS,
+    load_toml,
+    make_config,
+)
+from mtlkit.results import write_json
+
+# flag dest -> config key, for flags that map one to one
+_SIMPLE = ("benchmark", "aggregator", "mask", "density", "k", "epochs", "max_steps", "seed",
+           "data_root", "lr", "batch_size", "optimizer", "momentum", "weight_decay",
+           "jacobian", "device", "threads", "probe_every", "nonfinite", "baselines", "workers",
+           "eval_every")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train one configuration",
+                       description="Train a multi-task model with an aggregator and a mask.")
+    p.add_argument("--config", metavar="FILE.toml", help="TOML config; flags override it")
+    p.add_argument("--benchmark", help="benchmark name (default multi_mnist)")
+    p.add_argument("--aggregator", help="aggregator name (default mean)")
+    p.add_argument("--mask", help="mask strategy name (default dense)")
+    p.add_argument("--density", type=float, help="requested trainable fraction in (0, 1]")
+    p.add_argument("--k", type=int, help="per-neuron trainable count (alternative to density)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--data-root", help="dataset folder in its official layout")
+    p.add_argument("--tasks", help="comma-separated subset of the benchmark's tasks")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--jacobian", choices=JACOBIAN_MODES, help="per-task gradient engine")
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--workers", type=int, help="DataLoader workers for disk-backed data")
+    p.add_argument("--eval-every", type=int, help="evaluate every N epochs (and at the end)")
+    p.add_argument("--probe", action="append", dest="probes", metavar="NAME",
+                   help="conflict probe to run (repeatable; default cosine; 'none' for none)")
+    p.add_argument("--probe-every", type=int, help="observe every N steps")
+    p.add_argument("--nonfinite", choices=NONFINITE_POLICIES,
+                   help="on NaN/Inf gradients: error (default) or skip the step")
+    p.add_argument("--baselines", metavar="FILE.json",
+                   help="single-task metrics {task: {metric: value}} for delta_m")
+    p.add_argument("--aggregator-param", action="append", metavar="KEY=VALUE")
+    p.add_argument("--mask-param", action="append", metavar="KEY=VALUE")
+    p.add_argument("--benchmark-param", action="append", metavar="KEY=VALUE")
+    p.add_argument("--probe-param", action="append", metavar="PROBE.KEY=VALUE")
+    p.add_argument("--stl", action="store_true",
+                   help="train each task alone; write DIR/stl_baselines.json for delta_m")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress line or summary")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<name>)")
+    return p
+
+
+def config_values(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = load_toml(args.config) if args.config else {}
+    for key in _SIMPLE:
+        v = getattr(args, key, None)
+        if v is not None:
+            values[key] = v
+    if args.tasks:
+        values["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if args.probes:
+        values["probes"] = [] if args.probes == ["none"] else args.probes
+    for flag, key in (("aggregator_param", "aggregator_params"), ("mask_param", "mask_params"),
+                      ("benchmark_param", "benchmark_params")):
+        params = parse_params(getattr(args, flag), "--" + flag.replace("_", "-"))
+        if params:
+            values[key] = {**values.get(key, {}), **params}
+    probe_params = parse_params(args.probe_param, "--probe-param")
+    for dotted, v in probe_params.items():
+        probe, _, key = dotted.partition(".")
+        values.setdefault("probe_params", {}).setdefault(probe, {})[key] = v
+    return values
+
+
+def default_out(values: dict[str, Any]) -> Path:
+    name = "_".join(str(values.get(k, d)) for k, d in
+                    (("benchmark", "multi_mnist"), ("aggregator", "mean"), ("mask", "dense")))
+    return Path("runs") / f"{name}_seed{values.get('seed', 0)}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtlkit.trainer import Trainer  # heavy imports only when training
+
+    values = config_values(args)
+    config = make_config(values, source=args.config or "command line")
+    out = Path(args.out) if args.out else default_out(values)
+    progress = False if args.quiet else None
+    if args.stl:
+        return _run_stl(config, out, progress, args.quiet)
+    trainer = Trainer(config, out, progress=progress)
+    results = trainer.fit(resume=args.resume)
+    if not args.quiet:
+        print_summary(results, out)
+    return 0
+
+
+def _run_stl(config, out: Path, progress, quiet: bool) -> int:
+    import attrs
+
+    from mtlkit.trainer import Trainer
+
+    probe = Trainer(attrs.evolve(config, probes=[], epochs=1, max_steps=1), None, progress=False)
+    baselines: dict[str, dict[str, float]] = {}
+    for task in probe.task_names:
+        cfg = attrs.evolve(config, tasks=[task], aggregator="mean", probes=[], baselines=None)
+        results = Trainer(cfg, out / "stl" / task, progress=progress).fit()
+        baselines[task] = results["tasks"][task]
+    write_json(out / "stl_baselines.json", baselines)
+    if not quiet:
+        print(json.dumps(baselines, indent=2))
+        print(f"single-task baselines: {out / 'stl_baselines.json'} (use --baselines)")
+    return 0
+
+
+def print_summary(results: dict[str, Any], out: Path) -> None:
+    tasks = results["tasks"]
+    metrics = sorted({m for t in tasks.values() for m in t})
+    print(f"{results['benchmark']}: aggregator={results['aggregator']} mask={results['mask']} "
+          f"seed={results['seed']}  {results['epochs']} epochs, {results['steps']} steps, "
+          f"{results['wall_s']:.1f} s")
+    width = max(len("task"), *(len(t) for t in tasks))
+    print("  " + "task".ljust(width) + "".join(f"  {m:>10}" for m in metrics))
+    for task, values in tasks.items():
+        print("  " + task.ljust(width)
+              + "".join(f"  {values.get(m, float('nan')):>10.4f}" for m in metrics))
+    c = results.get("conflict") or {}
+    if c:
+        print(f"  conflict incidence: all steps {c['incidence_all']:.3f}, last half "
+              f"{c['incidence_last_half']:.3f} (trainable coords: "
+              f"{c['incidence_trainable_all']:.3f} / {c['incidence_trainable_last_half']:.3f})")
+    print(f"  trainable fraction of shared parameters: {results['trainable_fraction']:.3f}")
+    if results.get("delta_m") is not None:
+        print(f"  delta_m: {results['delta_m']:+.2f}% (metric-level, lower is better)")
+    print(f"  results: {out / 'results.json'}")

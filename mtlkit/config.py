@@ -1,0 +1,193 @@
+"""Training configuration: attrs classes, TOML loading, validation with one-line errors.
+
+A TOML file holds the same keys as :class:`TrainConfig`, at top level or under ``[train]``;
+plugin parameters go in sub-tables ``[aggregator_params]``, ``[mask_params]``,
+``[benchmark_params]`` and ``[probe_params.<probe>]``. Command-line flags override the file.
+``None`` for a protocol value (epochs, lr, batch size, optimizer, weight decay) means "the
+benchmark's default".
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from mtlkit.errors import ConfigError, invalid_value
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+JACOBIAN_MODES = ("loop", "batched")
+NONFINITE_POLICIES = ("error", "skip")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def _positive_int(field: str):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise invalid_value(field, value, "must be an integer >= 1")
+    return check
+
+
+def _positive_float(field: str, *, allow_zero: bool = False):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is None:
+            return
+        ok = _is_number(value)
+        if not ok or value < 0 or (value == 0 and not allow_zero):
+            bound = ">= 0" if allow_zero else "> 0"
+            raise invalid_value(field, value, f"must be a finite number {bound}")
+    return check
+
+
+def _choice(field: str, choices: tuple[str, ...]):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is not None and value not in choices:
+            raise invalid_value(field, value, f"must be one of {', '.join(choices)}")
+    return check
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def _density(_inst: Any, _attr: Any, value: Any) -> None:
+    if value is None:
+        return
+    ok = _is_number(value)
+    if not ok or not 0 < value <= 1:
+        raise invalid_value("density", value, "must be in (0, 1] (the trainable fraction)")
+
+
+_DICT_FIELD: Any = {"factory": dict, "converter": dict}
+
+
+@attrs.define(kw_only=True)
+class TrainConfig:
+    """Everything one training run needs; validated on construction."""
+
+    benchmark: str = "multi_mnist"
+    benchmark_params: dict[str, Any] = attrs.field(**_DICT_FIELD)
+    aggregator: str = "mean"
+    aggregator_params: dict[str, Any] = attrs.field(**_DICT_FIELD)
+    mask: str = "dense"
+    mask_params: dict[str, Any] = attrs.field(**_DICT_FIELD)
+    density: float | None = attrs.field(default=None, validator=_density)
+    k: int | None = attrs.field(default=None, validator=_positive_int("k"))
+    probes: list[str] = attrs.field(factory=lambda: ["cosine"], converter=list)
+    probe_params: dict[str, dict[str, Any]] = attrs.field(**_DICT_FIELD)
+    probe_every: int = attrs.field(default=1, validator=_positive_int("probe_every"))
+    tasks: list[str] | None = None
+    epochs: int | None = attrs.field(default=None, validator=_positive_int("epochs"))
+    max_steps: int | None = attrs.field(default=None, validator=_positive_int("max_steps"))
+    batch_size: int | None = attrs.field(default=None, validator=_positive_int("batch_size"))
+    lr: float | None = attrs.field(default=None, validator=_positive_float("lr"))
+    optimizer: str | None = attrs.field(default=None, validator=_choice("optimizer", OPTIMIZERS))
+    momentum: float = attrs.field(default=0.0, validator=_positive_float("momentum",
+                                                                          allow_zero=True))
+    weight_decay: float | None = attrs.field(
+        default=None, validator=_positive_float("weight_decay", allow_zero=True))
+    seed: int = 0
+    data_root: str | None = None
+    jacobian: str = attrs.field(default="loop", validator=_choice("jacobian", JACOBIAN_MODES))
+    nonfinite: str = attrs.field(default="error",
+                                 validator=_choice("nonfinite", NONFINITE_POLICIES))
+    device: str = attrs.field(default="cpu", validator=_choice("device", DEVICES))
+    threads: int | None = attrs.field(default=None, validator=_positive_int("threads"))
+    workers: int = 0
+    eval_every: int = attrs.field(default=1, validator=_positive_int("eval_every"))
+    checkpoint: bool = True
+    #: JSON file ``{task: {metric: value}}`` of single-task results for delta_m
+    baselines: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise invalid_value("seed", self.seed, "must be an integer >= 0")
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise invalid_value("workers", self.workers, "must be an integer >= 0")
+        if self.density is not None and self.k is not None:
+            raise ConfigError("give either density or k, not both")
+        if self.data_root is not None:
+            root = Path(self.data_root).expanduser()
+            if not root.is_dir():
+                raise invalid_value("data_root", self.data_root,
+                                    "must be an existing directory")
+
+    def load_baselines(self) -> dict[str, dict[str, float]] | None:
+        if self.baselines is None:
+            return None
+        import json
+
+        path = Path(self.baselines).expanduser()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise invalid_value("baselines", self.baselines, "must be an existing JSON file")\
+                from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"malformed baselines file {path}: {exc}") from None
+        ok = isinstance(data, dict) and all(
+            isinstance(m, dict) and all(isinstance(v, (int, float)) for v in m.values())
+            for m in data.values())
+        if not ok:
+            raise ConfigError(f"malformed baselines file {path}: expected "
+                              "{task: {metric: number}}")
+        return data
+
+    def mask_kwargs(self) -> dict[str, Any]:
+        params = dict(self.mask_params)
+        if self.density is not None:
+            params["density"] = self.density
+        if self.k is not None:
+            params["k"] = self.k
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+FIELDS = tuple(a.name for a in attrs.fields(TrainConfig))
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file; errors name the file and the problem (with line and column)."""
+    p = Path(path)
+    if not p.is_file():
+        raise invalid_value("config", str(path), "must be an existing TOML file")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed TOML in {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"malformed TOML in {path}: not UTF-8 text") from None
+    if "train" in data:
+        if set(data) - {"train"}:
+            extra = sorted(set(data) - {"train"})
+            raise ConfigError(f"unknown top-level key {extra[0]!r} in {path}; put settings "
+                              "under [train]")
+        data = data["train"]
+    return data
+
+
+def make_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Build a validated :class:`TrainConfig`; unknown keys are an error naming the key."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {source}; valid keys: "
+                          f"{', '.join(FIELDS)}")
+    try:
+        return TrainConfig(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {source}: {exc}") from None

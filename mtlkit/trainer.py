@@ -1,0 +1,473 @@
+"""The training loop: one forward, per-task gradients, probes, aggregation, one optimizer step.
+
+::
+
+    batch -> model -> {task: output} -> losses [K]
+          -> J = d losses / d shared[trainable]        (K x n; heads get their own gradient)
+          -> probes.observe(J, full gradients)         (every probe_every steps)
+          -> d = aggregator(J, losses, step, ...)      (n)
+          -> scatter d into shared .grad (frozen coordinates: 0) -> optimizer.step()
+          -> restore frozen coordinates (bit-identical under momentum / AdamW weight decay)
+
+Loss-level weightings (``requires == "losses"``) skip the Jacobian: one backward of
+``sum_k w_k L_k``. Evaluation on val and test after every ``eval_every`` epochs; metrics are
+accumulated over the whole split. Deterministic for a seed on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mtlkit import __version__
+from mtlkit.benchmarks import Benchmark, InMemoryDataset
+from mtlkit.config import TrainConfig
+from mtlkit.errors import ConfigError, GradientError
+from mtlkit.jacobian import JacobianEngine
+from mtlkit.masking import FrozenGuard, MaskContext, ParameterMask
+from mtlkit.metrics import delta_m_metric_level, delta_m_task_level
+from mtlkit.plugins import PluginManager, get_plugin_manager
+from mtlkit.probing import GradientObservation
+from mtlkit.results import load_checkpoint, save_checkpoint, write_csv, write_json
+
+EpochCallback = Callable[[dict[str, Any], "Trainer"], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Progress:
+    """A live status line on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool | None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._last = 0.0
+
+    def update(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self._last > 0.2):
+            self._last = now
+            sys.stderr.write("\r\033[K" + text)
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+class Trainer:
+    """Builds everything a config names and trains it."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: str | Path | None = None,
+        *,
+        plugins: PluginManager | None = None,
+        progress: bool | None = None,
+        on_epoch_end: EpochCallback | None = None,
+    ) -> None:
+        self.config = config
+        self.out = Path(out).resolve() if out is not None else None
+        self.pm = plugins or get_plugin_manager()
+        self.progress = Progress(progress)
+        self.on_epoch_end = on_epoch_end
+        self._setup()
+
+    # -- construction -----------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = torch.device(_resolve_device(cfg.device))
+        seed_everything(cfg.seed)
+        bench_params = {"seed": cfg.seed, "data_root": cfg.data_root, **cfg.benchmark_params}
+        self.benchmark: Benchmark = self.pm.create("benchmark", cfg.benchmark, **bench_params)
+        all_tasks = {t.name: t for t in self.benchmark.tasks}
+        names = cfg.tasks or list(all_tasks)
+        for name in names:
+            if name not in all_tasks:
+                raise ConfigError(f"invalid tasks entry {name!r}: benchmark "
+                                  f"{cfg.benchmark!r} has tasks {', '.join(all_tasks)}")
+        self.tasks = [all_tasks[n] for n in names]
+        self.task_names = names
+        defaults = self.benchmark.defaults
+        self.epochs = cfg.epochs or defaults.epochs
+        self.batch_size = cfg.batch_size or defaults.batch_size
+        self.lr = cfg.lr or defaults.lr
+        self.optimizer_name = cfg.optimizer or defaults.optimizer
+        self.weight_decay = (cfg.weight_decay if cfg.weight_decay is not None
+                             else defaults.weight_decay)
+
+        self.splits = self.benchmark.splits()
+        torch.manual_seed(cfg.seed)
+        self.model = self.benchmark.build_model(names).to(self.device)
+        self.shared = self.model.shared_named_parameters()
+        if not self.shared:
+            raise ConfigError("the model has no shared parameters to train")
+        self.task_params = [[p for _, p in self.model.task_named_parameters(t)] for t in names]
+
+        self.aggregator = self.pm.create("aggregator", cfg.aggregator, **cfg.aggregator_params)
+        self.mask_strategy = self.pm.create("mask", cfg.mask, **cfg.mask_kwargs())
+        self.probes = {name: self.pm.create("probe", name, **cfg.probe_params.get(name, {}))
+                       for name in cfg.probes}
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.agg_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+
+        self.mask = self._select_mask(step=0)
+        self.engine = JacobianEngine(self.shared, self.mask, mode=cfg.jacobian)
+        self.guard = FrozenGuard(dict(self.shared), self.mask)
+        self.optimizer = self._make_optimizer()
+        self.step = 0
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.step_rows: list[dict[str, Any]] = []
+        self.skipped_steps = 0
+        self.wall_s = 0.0
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.total_steps = self.epochs * self.steps_per_epoch
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for _, p in self.shared]
+        params += [p for ps in self.task_params for p in ps]
+        params += list(self.aggregator.parameters())
+        name, lr, wd = self.optimizer_name, self.lr, self.weight_decay
+        if name == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=self.config.momentum, weight_decay=wd)
+        if name == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+
+    def _select_mask(self, step: int) -> ParameterMask:
+        shared = dict(self.shared)
+        ctx = MaskContext(generator=torch.Generator().manual_seed(self.config.seed + 2 + step),
+                          gradient_magnitudes=self._gradient_magnitudes, step=step)
+        selection = self.mask_strategy.select(shared, ctx)
+        return ParameterMask.from_selection(shared, selection)
+
+    def _gradient_magnitudes(self, num_batches: int) -> dict[str, torch.Tensor]:
+        """Accumulated |grad| of the mean task loss over ``num_batches`` training batches."""
+        totals = {n: torch.zeros_like(p) for n, p in self.shared}
+        batches = self._train_batches(torch.Generator().manual_seed(self.config.seed + 3))
+        self.model.train()
+        for _, (x, y) in zip(range(num_batches), batches):
+            losses = self._losses(self.model(x), y)
+            grads = torch.autograd.grad(losses.mean(), [p for _, p in self.shared],
+                                        allow_unused=True)
+            for (n, _), g in zip(self.shared, grads):
+                if g is not None:
+                    totals[n] += g.abs()
+        return totals
+
+    # -- data -------------------------------------------------------------------------------
+
+    def _loader(self, dataset, *, shuffle: bool, generator: torch.Generator | None,
+                batch_size: int) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        if isinstance(dataset, InMemoryDataset):
+            yield from dataset.batches(batch_size, shuffle=shuffle, generator=generator)
+            return
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
+                            generator=generator, num_workers=self.config.workers)
+        yield from loader
+
+    def _train_batches(self, generator: torch.Generator):
+        for x, y in self._loader(self.splits.train, shuffle=True, generator=generator,
+                                 batch_size=self.batch_size):
+            yield x.to(self.device), {t: v.to(self.device) for t, v in y.items()
+                                      if t in self.task_names}
+
+    def _steps_per_epoch(self) -> int:
+        return math.ceil(len(self.splits.train) / self.batch_size)
+
+    def _losses(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        return torch.stack([task.head.loss(outputs[task.name], targets[task.name])
+                            for task in self.tasks])
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def _probe_due(self) -> list[str]:
+        every = self.config.probe_every
+        return [name for name, probe in self.probes.items()
+                if self.step % max(every, probe.every) == 0]
+
+    def train_step(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> dict[str, float] | None:
+        """One optimizer step; returns per-task losses, or ``None`` if the step was skipped."""
+        cfg = self.config
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        losses = self._losses(self.model(x), y)
+        if not bool(torch.isfinite(losses).all()):
+            bad = [t for t, v in zip(self.task_names, losses.tolist()) if not math.isfinite(v)]
+            return self._nonfinite(f"non-finite loss for task(s) {', '.join(bad)}")
+        context = {"losses": losses.detach(), "step": self.step, "epoch": self.epoch,
+                   "task_names": self.task_names, "generator": self.agg_generator}
+        due = self._probe_due()
+        loss_only = self.aggregator.requires == "losses"
+        if loss_only and not due:
+            weights = self.aggregator.loss_weights(losses.detach(), context)
+            (weights.to(losses.dtype) * losses).sum().backward()
+            self._mask_shared_grads()
+        else:
+            result = self.engine.compute(losses, [] if loss_only else self.task_params,
+                                         full=bool(due), retain_graph=loss_only)
+            J = result.J
+            if self.aggregator.requires == "gramian":
+                context["gramian"] = J @ J.T
+            if due:
+                self._observe(due, J, result.full_grads, losses.detach(), context)
+            if loss_only:
+                weights = self.aggregator.loss_weights(losses.detach(), context)
+                (weights.to(losses.dtype) * losses).sum().backward()
+                self._mask_shared_grads()
+            else:
+                try:
+                    d = self.aggregator(J, **context)
+                except GradientError as exc:
+                    return self._nonfinite(str(exc))
+                if not bool(torch.isfinite(d).all()):
+                    return self._nonfinite(
+                        f"aggregator {cfg.aggregator!r} returned a non-finite update")
+                self.engine.scatter(d)
+        self.optimizer.step()
+        self.guard.restore()
+        self.aggregator.after_step(context)
+        return dict(zip(self.task_names, losses.detach().tolist()))
+
+    def _mask_shared_grads(self) -> None:
+        for name, p in self.shared:
+            m = self.mask.masks[name]
+            if p.grad is not None and not bool(m.all()):
+                p.grad.mul_(m)
+
+    def _nonfinite(self, message: str) -> None:
+        if self.config.nonfinite == "skip":
+            self.skipped_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        raise GradientError(f"step {self.step}: {message}; no update was applied "
+                            "(nonfinite='skip' skips such steps)")
+
+    def _observe(self, due, J, full_grads, losses, context) -> None:
+        obs = GradientObservation(
+            step=self.step, epoch=self.epoch,
+            progress=self.step / max(self.total_steps, 1),
+            task_names=self.task_names, J=J, full_grads=full_grads,
+            layout=self.engine.layout, losses=losses)
+        if "gramian" in context:
+            obs.__dict__["gramian"] = context["gramian"]
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
+        for name in due:
+            record = self.probes[name].observe(obs)
+            if record:
+                row.update({f"{name}.{k}": v for k, v in record.items()})
+        self.step_rows.append(row)
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, dict[str, float]]:
+        dataset = getattr(self.splits, split)
+        self.model.eval()
+        accs = {t.name: t.head.metrics() for t in self.tasks}
+        for x, y in self._loader(dataset, shuffle=False, generator=None,
+                                 batch_size=max(self.batch_size, 256)):
+            outputs = self.model(x.to(self.device))
+            for t in self.task_names:
+                accs[t].update(outputs[t], y[t].to(self.device))
+        return {t: acc.compute() for t, acc in accs.items()}
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def fit(self, *, resume: bool = False) -> dict[str, Any]:
+        if resume and self.out is not None and (self.out / "checkpoint.pt").is_file():
+            self.load_state(load_checkpoint(self.out / "checkpoint.pt"))
+        start = time.perf_counter() - self.wall_s
+        reselect = getattr(self.mask_strategy, "reselect_every", None)
+        while self.epoch < self.epochs and self.step < self.total_steps:
+            gen = torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
+            sums = dict.fromkeys(self.task_names, 0.0)
+            n = 0
+            for x, y in self._train_batches(gen):
+                if self.step >= self.total_steps:
+                    break
+                if reselect and self.step > 0 and self.step % reselect == 0:
+                    self._reselect()
+                losses = self.train_step(x, y)
+                self.step += 1
+                if losses is not None:
+                    n += 1
+                    for t, v in losses.items():
+                        sums[t] += v
+                self.progress.update(
+                    f"epoch {self.epoch + 1}/{self.epochs} step {self.step}/{self.total_steps} "
+                    + " ".join(f"{t}={sums[t] / max(n, 1):.4f}" for t in self.task_names))
+            self.epoch += 1
+            record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
+            record.update({f"train_loss.{t}": sums[t] / max(n, 1) for t in self.task_names})
+            last = self.epoch >= self.epochs or self.step >= self.total_steps
+            if self.epoch % self.config.eval_every == 0 or last:
+                for split in ("val", "test"):
+                    for t, metrics in self.evaluate(split).items():
+                        record.update({f"{split}.{t}.{m}": v for m, v in metrics.items()})
+            record.update(self._conflict_summary(prefix="conflict."))
+            self.history.append(record)
+            self.wall_s = time.perf_counter() - start
+            if self.out is not None:
+                write_csv(self.out / "epochs.csv", self.history)
+                if self.step_rows:
+                    write_csv(self.out / "steps.csv", self.step_rows)
+                if self.config.checkpoint:
+                    save_checkpoint(self.out / "checkpoint.pt", self.state())
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(record, self)
+        self.progress.done()
+        self.wall_s = time.perf_counter() - start
+        results = self.results()
+        if self.out is not None:
+            write_json(self.out / "results.json", results)
+        return results
+
+    def _reselect(self) -> None:
+        self.mask = self._select_mask(step=self.step)
+        self.engine.set_mask(self.mask)
+        self.guard = FrozenGuard(dict(self.shared), self.mask)
+
+    def _conflict_summary(self, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for probe in self.probes.values():
+            for k, v in probe.summary().items():
+                if isinstance(v, (int, float)):
+                    out[prefix + k] = v
+        return out
+
+    # -- results and state ------------------------------------------------------------------
+
+    def results(self) -> dict[str, Any]:
+        cfg = self.config
+        final = self.history[-1] if self.history else {}
+
+        def split_metrics(split: str) -> dict[str, dict[str, float]]:
+            res: dict[str, dict[str, float]] = {}
+            for key, v in final.items():
+                parts = key.split(".", 2)
+                if len(parts) == 3 and parts[0] == split:
+                    res.setdefault(parts[1], {})[parts[2]] = v
+            return res
+
+        test = split_metrics("test")
+        probe_summaries = {name: p.summary() for name, p in self.probes.items()}
+        conflict: dict[str, Any] = {}
+        for summary in probe_summaries.values():
+            if "incidence_all" in summary:
+                conflict = summary
+                break
+        delta_m, delta_m_task = self._delta_m(test)
+        return {
+            "benchmark": cfg.benchmark,
+            "aggregator": cfg.aggregator,
+            "mask": cfg.mask,
+            "seed": cfg.seed,
+            "trainable_fraction": self.mask.trainable_fraction,
+            "tasks": test,
+            "val": split_metrics("val"),
+            "delta_m": delta_m,
+            "delta_m_convention": "metric_level" if delta_m is not None else None,
+            "delta_m_task_level": delta_m_task,
+            "baseline_source": (self.config.baselines or self.benchmark.baseline_source
+                                or None),
+            "conflict": conflict,
+            "probes": probe_summaries,
+            "steps": self.step,
+            "epochs": self.epoch,
+            "skipped_steps": self.skipped_steps,
+            "wall_s": self.wall_s,
+            "mask_info": {"requested_density": getattr(self.mask_strategy, "density", None),
+                          "trainable_count": self.mask.trainable_count,
+                          "shared_count": self.mask.total_count,
+                          **self.mask_strategy.describe()},
+            "config": cfg.to_dict(),
+            "protocol": {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                         "optimizer": self.optimizer_name, "weight_decay": self.weight_decay},
+            "history": self.history,
+            "mtlkit_version": __version__,
+            "torch_version": torch.__version__,
+            "device": str(self.device),
+        }
+
+    def _delta_m(self, test: dict[str, dict[str, float]]) -> tuple[float | None, float | None]:
+        baselines = self.config.load_baselines() or self.benchmark.stl_baselines
+        if not baselines:
+            return None, None
+        baselines = {t: m for t, m in baselines.items() if t in test}
+        if not baselines:
+            return None, None
+        directions = {t.name: t.head.higher_is_better for t in self.tasks}
+        return (delta_m_metric_level(test, baselines, directions),
+                delta_m_task_level(test, baselines, directions))
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "aggregator": self.aggregator,
+            "probes": self.probes,
+            "mask": self.mask.masks,
+            "frozen_values": self.guard.saved_values(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "history": self.history,
+            "step_rows": self.step_rows,
+            "skipped_steps": self.skipped_steps,
+            "wall_s": self.wall_s,
+            "agg_generator": self.agg_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.aggregator = state["aggregator"]
+        self.optimizer = self._make_optimizer()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.probes = state["probes"]
+        self.mask = ParameterMask(state["mask"])
+        self.engine.set_mask(self.mask)
+        self.guard = FrozenGuard(dict(self.shared), self.mask)
+        self.guard.load_saved_values(state["frozen_values"])
+        self.step = state["step"]
+        self.epoch = state["epoch"]
+        self.history = state["history"]
+        self.step_rows = state["step_rows"]
+        self.skipped_steps = state["skipped_steps"]
+        self.wall_s = state["wall_s"]
+        self.agg_generator.set_state(state["agg_generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def _resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("invalid device='cuda': no CUDA device is available; use cpu or auto")
+    return name
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

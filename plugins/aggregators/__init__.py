@@ -1,0 +1,1 @@
+"""Bundled aggregators: one module per plugin."""

@@ -1,0 +1,1 @@
+"""Bundled backbones: one module per plugin."""

@@ -1,0 +1,1 @@
+"""Bundled benchmarks: one module per plugin."""

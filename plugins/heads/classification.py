@@ -1,0 +1,68 @@
+"""Multi-class classification: a linear (or one-hidden-layer) head, cross-entropy, accuracy."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mtlkit import hookimpl
+from mtlkit.tasks import MetricAccumulator, TaskHead
+
+
+class _Accuracy(MetricAccumulator):
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.correct = 0
+        self.total = 0
+        self.nll = 0.0
+
+    def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        target = target.long()
+        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= self.num_classes):
+            raise ValueError(f"class label out of range [0, {self.num_classes})")
+        self.correct += int((output.argmax(dim=1) == target).sum())
+        self.total += int(target.numel())
+        self.nll += float(F.cross_entropy(output.float(), target, reduction="sum"))
+
+    def compute(self) -> dict[str, float]:
+        if self.total == 0:
+            return {"accuracy": float("nan"), "loss": float("nan")}
+        return {"accuracy": self.correct / self.total, "loss": self.nll / self.total}
+
+
+class Classification(TaskHead):
+    """Classification into ``num_classes`` classes; ``hidden`` adds a ReLU hidden layer."""
+
+    higher_is_better: ClassVar[dict[str, bool]] = {"accuracy": True, "loss": False}
+    primary_metric: ClassVar[str] = "accuracy"
+
+    def __init__(self, num_classes: int, hidden: int | None = None) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"invalid num_classes={num_classes!r}: must be an integer >= 2")
+        if hidden is not None and (not isinstance(hidden, int) or hidden < 1):
+            raise ValueError(f"invalid hidden={hidden!r}: must be an integer >= 1 or None")
+        self.num_classes = num_classes
+        self.hidden = hidden
+
+    def build(self, in_features: int) -> nn.Module:
+        if self.hidden is None:
+            return nn.Linear(in_features, self.num_classes)
+        return nn.Sequential(nn.Linear(in_features, self.hidden), nn.ReLU(),
+                             nn.Linear(self.hidden, self.num_classes))
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(output, target.long())
+
+    def metrics(self) -> MetricAccumulator:
+        return _Accuracy(self.num_classes)
+
+    def __repr__(self) -> str:
+        return f"Classification(num_classes={self.num_classes}, hidden={self.hidden})"
+
+
+@hookimpl
+def register_task_heads(register):
+    register("classification", Classification)

@@ -1,0 +1,1 @@
+"""Bundled masks: one module per plugin."""

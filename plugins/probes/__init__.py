@@ -1,0 +1,1 @@
+"""Bundled probes: one module per plugin."""
