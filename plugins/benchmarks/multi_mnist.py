@@ -80,9 +80,12 @@ class MultiMNIST(Benchmark):
         self.seed = seed
         self.data_seed = data_seed
         full = self.data_root is not None
-        self.n_train = _check_count("n_train", n_train or (60000 if full else 30000))
-        self.n_val = _check_count("n_val", n_val or (10000 if full else 5000))
-        self.n_test = _check_count("n_test", n_test or 10000)
+        def count(name: str, value: int | None, default: int) -> int:
+            return _check_count(name, default if value is None else value)
+
+        self.n_train = count("n_train", n_train, 60000 if full else 30000)
+        self.n_val = count("n_val", n_val, 10000 if full else 5000)
+        self.n_test = count("n_test", n_test, 10000)
         self.fit = fit
         self.val_fraction = val_fraction
         self._splits: Splits | None = None

@@ -1,0 +1,1 @@
+"""Property-testing kit for aggregator authors (see docs/testing-aggregators.md)."""

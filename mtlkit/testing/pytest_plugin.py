@@ -1,0 +1,1 @@
+"""pytest plugin of the property-testing kit (registered through the pytest11 entry point)."""
