@@ -152,12 +152,17 @@ class CelebA(Benchmark):
                  attributes: Any = "first10", image_size: int | None = None,
                  center_crop: bool = False, augment: bool = False,
                  backbone: str = "small_cnn", backbone_params: dict[str, Any] | None = None,
+                 weights: str | None = None,
                  n_train: int | None = None, n_val: int | None = None,
                  n_test: int | None = None) -> None:
         self.root = require_root(data_root, "celeba", LAYOUT, SOURCE)
         self.seed = seed
         self.backbone = backbone
+        # ``weights=...`` is shorthand for ``backbone_params={weights=...}`` (the torchvision
+        # backbones' local .pth file or enum name).
         self.backbone_params = dict(backbone_params or {})
+        if weights is not None:
+            self.backbone_params["weights"] = weights
         self.image_size = check_count("image_size", image_size) or default_image_size(
             backbone, 64)
         self.center_crop = bool(center_crop)

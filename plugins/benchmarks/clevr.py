@@ -130,14 +130,19 @@ class Clevr(Benchmark):
 
     def __init__(self, data_root: str | None = None, seed: int = 0, split: str = "vtab1k",
                  image_size: int | None = None, backbone: str = "small_cnn",
-                 backbone_params: dict[str, Any] | None = None, n_train: int | None = None,
+                 backbone_params: dict[str, Any] | None = None,
+                 weights: str | None = None, n_train: int | None = None,
                  n_val: int | None = None, n_test: int | None = None) -> None:
         self.root = require_root(data_root, "clevr", "images/{train,val}/ and scenes/ of "
                                  "CLEVR v1.0", SOURCE)
         self.seed = seed
         self.split = check_choice("split", split, SPLITS)
         self.backbone = backbone
+        # ``weights=...`` is shorthand for ``backbone_params={weights=...}`` (the torchvision
+        # backbones' local .pth file or enum name).
         self.backbone_params = dict(backbone_params or {})
+        if weights is not None:
+            self.backbone_params["weights"] = weights
         self.image_size = check_count("image_size", image_size) or default_image_size(
             backbone, 64)
         self.caps = (check_count("n_train", n_train), check_count("n_val", n_val),

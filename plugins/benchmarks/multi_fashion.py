@@ -97,7 +97,8 @@ class _FashionOverlay(Benchmark):
                  fashion_root: str | None = None, mnist_root: str | None = None,
                  n_train: int | None = None, n_val: int | None = None,
                  n_test: int | None = None, fit: str = "resize", val_fraction: float = 1 / 12,
-                 backbone: str = "lenet", backbone_params: dict[str, Any] | None = None
+                 backbone: str = "lenet", backbone_params: dict[str, Any] | None = None,
+                 weights: str | None = None
                  ) -> None:
         if fit not in FITS:
             raise ConfigError(f"invalid fit={fit!r}: must be one of {', '.join(FITS)}")
@@ -114,7 +115,11 @@ class _FashionOverlay(Benchmark):
         self.fit = fit
         self.val_fraction = val_fraction
         self.backbone = backbone
+        # ``weights=...`` is shorthand for ``backbone_params={weights=...}`` (the torchvision
+        # backbones' local .pth file or enum name).
         self.backbone_params = dict(backbone_params or {})
+        if weights is not None:
+            self.backbone_params["weights"] = weights
         self._splits: Splits | None = None
         self._sources: dict[str, str] = {}
 
