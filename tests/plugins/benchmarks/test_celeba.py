@@ -83,6 +83,7 @@ def test_corrupted_jpeg_is_an_error_not_a_black_image(celeba):
 @pytest.mark.parametrize("edit, message", [
     # values are written "%2d": the last two characters are the last attribute value
     (lambda lines: lines.__setitem__(3, lines[3][:-2] + " 2"), "value 2 is not -1 or 1"),
+    (lambda lines: lines.__setitem__(5, lines[5][:-2] + " x"), "line 6: attribute values"),
     (lambda lines: lines.pop(), "announces 12 images but 11 follow"),
     (lambda lines: lines.__setitem__(4, lines[4].rsplit(" ", 1)[0]), "expected a file name and 40"),
 ])
