@@ -21,7 +21,8 @@ The overlay is the Multi-MNIST one (``_overlay.py``, ``fit="resize"`` by default
   both datasets use the same file names.
 
 Splits mirror ``multi_mnist``: train and val pools come from each official training set (the
-last ``val_fraction`` per class held out, chosen by ``data_seed``), test from t10k (the
+last ``val_fraction`` per class held out, chosen by ``data_seed``; files with too few items
+per class for that fall back to a random hold-out of at least 2), test from t10k (the
 bundled digits: 70/10/20% per class); overlays of a split draw only from that split's pools,
 so no source item is shared between train, val and test. The data depend only on
 ``data_seed``, not on the training ``seed``.
@@ -84,6 +85,12 @@ def _read_pools(folder: Path, source: str, val_fraction: float, rng: np.random.G
     x_tr, y_tr = read_pair(folder, _STEMS[0], _STEMS[1], source)
     x_te, y_te = read_pair(folder, _STEMS[2], _STEMS[3], source)
     train, val = stratified_split(y_tr, (1 - val_fraction, val_fraction), rng)
+    if len(val) < 2 <= len(y_tr) - 2:
+        # Under ~7 items per class the per-class rounding leaves val empty; hold out a plain
+        # random share instead (at least 2 items, which an overlay of two items needs).
+        order = rng.permutation(len(y_tr))
+        n_val = max(2, round(len(y_tr) * val_fraction))
+        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     return [(x_tr[train], y_tr[train]), (x_tr[val], y_tr[val]), (x_te, y_te)]
 
 

@@ -109,3 +109,15 @@ def test_label_out_of_range_and_truncated(tmp_path, no_debian):
     path.write_bytes(gzip.compress(raw[:-28]))
     with pytest.raises(DataError, match="truncated or corrupted"):
         MultiFashion(str(tmp_path), **SMALL).splits()
+
+
+def test_tiny_files_still_get_a_validation_pool(tmp_path, no_debian):
+    write_idx_set(tmp_path, per_class_train=3, per_class_test=1)  # 3 per class: val would be empty
+    splits = MultiFashion(str(tmp_path), **SMALL).splits()
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (16, 8, 8)
+    pools = multi_fashion._read_pools(tmp_path, "test", 1 / 12, np.random.default_rng(0))
+    (train_x, _), (val_x, _), (test_x, _) = pools
+    # max(2, round(30 / 12)) = 2 held out, the other 28 train; the pools share no item
+    assert len(val_x) == 2 and len(train_x) == 28 and len(test_x) == 10
+    rows = {row.tobytes() for row in train_x.reshape(len(train_x), -1)}
+    assert not rows & {row.tobytes() for row in val_x.reshape(len(val_x), -1)}
