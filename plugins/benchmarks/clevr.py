@@ -35,8 +35,8 @@ No augmentation.
 
 Model: ``backbone="small_cnn"`` by default (CPU); ST uses ``vit_b_16`` (ImageNet-21K).
 Baselines: ST's STL Top-1 (Tab. 3: count 58.64, depth 57.68 %) apply for Δm **only** under its
-protocol (``backbone="vit_b_16"``, ``split="vtab1k"``); ST's Clevr Δm is the metric-level mean
-of the two top-1 accuracies. Under any other protocol no baseline is set.
+protocol (``backbone="vit_b_16"``, ``split="vtab1k"``, 224x224); ST's Clevr Δm is the
+metric-level mean of the two top-1 accuracies. Under any other protocol no baseline is set.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class Clevr(Benchmark):
             backbone, 64)
         self.caps = (check_count("n_train", n_train), check_count("n_val", n_val),
                      check_count("n_test", n_test))
-        if self.backbone == "vit_b_16" and self.split == "vtab1k":
+        if (self.backbone, self.split, self.image_size) == ("vit_b_16", "vtab1k", 224):
             self.baseline_source = ST_SOURCE
         self._splits: Splits | None = None
 

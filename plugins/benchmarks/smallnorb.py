@@ -29,8 +29,8 @@ Model: ``backbone="small_cnn"`` by default (CPU); ST uses ``vit_b_16`` (ImageNet
 pre-trained: ``backbone_params={weights="/path/vit_b_16.pth"}``). Heads: linear, with top-1
 (``accuracy``) and top-5 (``top5``) as ST's Tab. 11. Baselines: ST's STL row of Tab. 11
 (azimuth 32.92 / 70.06, elevation 36.56 / 94.67, top-1 / top-5 %) is used for Δm **only** under
-its protocol (``backbone="vit_b_16"``, ``split="vtab1k"``); under any other protocol Δm against
-it would measure the protocol, not the method, so none is set.
+its protocol (``backbone="vit_b_16"``, ``split="vtab1k"``, 224x224 input); under any other
+protocol Δm against it would measure the protocol, not the method, so none is set.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class SmallNORB(Benchmark):
         self.caps = (check_count("n_train", n_train), check_count("n_val", n_val),
                      check_count("n_test", n_test))
         self.rgb = backbone in PRETRAINED_STYLE
-        if self.backbone == "vit_b_16" and self.split == "vtab1k":
+        if (self.backbone, self.split, self.image_size) == ("vit_b_16", "vtab1k", 224):
             self.baseline_source = ST_SOURCE
         self._splits: Splits | None = None
 

@@ -43,6 +43,7 @@ def test_labels_splits_and_images(tmp_path):
 def test_st_baselines_only_under_st_protocol(tmp_path):
     assert SmallNORB(str(tmp_path)).stl_baselines is None
     assert SmallNORB(str(tmp_path), split="full", backbone="vit_b_16").stl_baselines is None
+    assert SmallNORB(str(tmp_path), backbone="vit_b_16", image_size=32).stl_baselines is None
     vit = SmallNORB(str(tmp_path), backbone="vit_b_16")
     assert vit.stl_baselines == ST_BASELINES
     assert "Tab. 11" in vit.baseline_source
