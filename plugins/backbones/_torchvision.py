@@ -42,7 +42,7 @@ def import_torchvision() -> ModuleType:
     return models
 
 
-def _looks_like_path(weights: str) -> bool:
+def looks_like_path(weights: str) -> bool:
     return (weights.endswith((".pth", ".pt", ".bin")) or "/" in weights or "\\" in weights
             or weights.startswith((".", "~")))
 
@@ -73,7 +73,7 @@ def build(arch: str, weights: str | None, classifier_prefixes: Iterable[str],
     """torchvision ``arch`` with ``weights`` (file path, enum name or ``None``)."""
     models = import_torchvision()
     factory = getattr(models, arch)
-    if weights is None or _looks_like_path(weights):
+    if weights is None or looks_like_path(weights):
         model = factory(weights=None, **kwargs)
         if weights is not None:
             load_into(model, load_state_dict(weights, arch), weights, arch,

@@ -28,7 +28,7 @@ def vit_b_16(weights: str | None = None, image_size: int = 224) -> nn.Module:
 
     if weights is None:
         body = models.vit_b_16(weights=None, image_size=image_size)
-    elif tv._looks_like_path(weights):
+    elif tv.looks_like_path(weights):
         body = models.vit_b_16(weights=None, image_size=image_size)
         state = tv.load_state_dict(weights, "vit_b_16")
         key = "encoder.pos_embedding"
