@@ -27,10 +27,6 @@ from mtlkit.errors import ConfigError, DataError
 VISION_HINT = ("install the vision extra with pip install -c constraints.txt 'mtlkit[vision]' "
                "and, on a CPU-only torch, run python tools/fix_torchvision_cpu.py once after it")
 
-#: ImageNet statistics; inputs of pre-trained torchvision models are normalised with them.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def import_torchvision() -> ModuleType:
     """``torchvision.models``, or a clear error saying how to get a working torchvision."""

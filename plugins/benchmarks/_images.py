@@ -25,6 +25,7 @@ from mtlkit.errors import ConfigError, DataError
 
 #: backbones whose papers feed them 224x224 ImageNet-normalised RGB (the torchvision ones)
 PRETRAINED_STYLE = ("resnet18", "resnet50", "vit_b_16", "swin_t", "swin_b")
+#: ImageNet statistics: pre-trained torchvision models expect inputs normalised with them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
