@@ -6,11 +6,12 @@ Read from the official binary matrix files (https://cs.nyu.edu/~ylclab/data/norb
 optionally gzipped) directly under ``--data-root``::
 
     smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat   bytes [24300, 2, 96, 96] (stereo pairs)
-    smallnorb-5x46789x9x18x6x2x96x96-training-cat.mat   ints  [24300]  (category, unused)
+    smallnorb-5x46789x9x18x6x2x96x96-training-cat.mat   ints  [24300]  (category; optional)
     smallnorb-5x46789x9x18x6x2x96x96-training-info.mat  ints  [24300, 4]
     smallnorb-5x01235x9x18x6x2x96x96-testing-{dat,cat,info}.mat   (same shapes)
 
 ``info`` columns: instance (0-9), elevation (0-8), azimuth (0, 2, ..., 34), lighting (0-5).
+The ``cat`` files are not needed by the pose tasks and may be absent; present, they are checked.
 Labels: ``elevation`` = column 1; ``azimuth`` = column 2 / 2 (0-17), as TFDS/VTAB. Out-of-range
 or odd azimuth values, a dat/info length mismatch or a header that disagrees with the file size
 are errors. Only the first image of each stereo pair is used (VTAB's ``image``).
@@ -81,14 +82,28 @@ class ArrayImages:
         return torch.from_numpy(self.images[i]).unsqueeze(0)
 
 
+def _check_categories(root: Path, name: str, n: int) -> None:
+    """The category file is not needed by the pose tasks, so it may be absent; when present it
+    must still be consistent, since a bad one signals a bad download."""
+    if not (root / name).is_file() and not (root / (name + ".gz")).is_file():
+        return
+    path = find_file(root, name, SOURCE)
+    cat = read_matrix(path)
+    if cat.ndim != 1 or len(cat) != n or cat.dtype.kind != "i":
+        raise DataError(f"{path}: expected {n} integer categories, got {cat.dtype} "
+                        f"{list(cat.shape)} (mismatched files?)")
+    if n and (cat.min() < 0 or cat.max() > 4):
+        raise DataError(f"{path}: categories must be in 0..4, found {cat.min()}..{cat.max()}")
+
+
 def read_part(root: Path, part: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(images uint8 [N, H, W] (first camera), elevation [N], azimuth [N])`` of one file set."""
     pattern = FILES[part]
     dat_path = find_file(root, pattern.format("dat"), SOURCE)
     info_path = find_file(root, pattern.format("info"), SOURCE)
-    find_file(root, pattern.format("cat"), SOURCE)  # part of the release; checked, not used
     dat = read_matrix(dat_path)
     info = read_matrix(info_path)
+    _check_categories(root, pattern.format("cat"), len(dat))
     if dat.ndim != 4 or dat.shape[1] != 2 or dat.dtype != np.uint8:
         raise DataError(f"{dat_path}: expected bytes of shape [N, 2, H, W] (stereo pairs), "
                         f"got {dat.dtype} {list(dat.shape)}")

@@ -100,3 +100,13 @@ def test_dat_and_info_lengths_must_agree(tmp_path):
     (tmp_path / TRAIN_INFO).write_bytes(norb_bytes(infos["train"][:-1]))
     with pytest.raises(DataError, match="mismatched"):
         SmallNORB(str(tmp_path)).splits()
+
+
+def test_category_file_is_optional_but_checked(tmp_path):
+    write_smallnorb(tmp_path)
+    cat = tmp_path / NORB_FILES["test"].format("cat")
+    cat.write_bytes(norb_bytes(np.full(8, 7, dtype=np.int32)))
+    with pytest.raises(DataError, match=r"categories must be in 0\.\.4"):
+        SmallNORB(str(tmp_path)).splits()
+    cat.unlink()
+    assert len(SmallNORB(str(tmp_path)).splits().test) == 4
