@@ -89,7 +89,7 @@ def _check_categories(root: Path, name: str, n: int) -> None:
         return
     path = find_file(root, name, SOURCE)
     cat = read_matrix(path)
-    if cat.ndim != 1 or len(cat) != n or cat.dtype.kind != "i":
+    if cat.ndim != 1 or len(cat) != n or cat.dtype.kind not in "iu":
         raise DataError(f"{path}: expected {n} integer categories, got {cat.dtype} "
                         f"{list(cat.shape)} (mismatched files?)")
     if n and (cat.min() < 0 or cat.max() > 4):
@@ -107,7 +107,7 @@ def read_part(root: Path, part: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if dat.ndim != 4 or dat.shape[1] != 2 or dat.dtype != np.uint8:
         raise DataError(f"{dat_path}: expected bytes of shape [N, 2, H, W] (stereo pairs), "
                         f"got {dat.dtype} {list(dat.shape)}")
-    if info.ndim != 2 or info.shape[1] != 4 or info.dtype.kind != "i":
+    if info.ndim != 2 or info.shape[1] != 4 or info.dtype.kind not in "iu":
         raise DataError(f"{info_path}: expected integers of shape [N, 4], got {info.dtype} "
                         f"{list(info.shape)}")
     if len(info) != len(dat):
