@@ -3,7 +3,7 @@
 torchvision is imported lazily, inside the factories, so that mtlkit never needs it: only a user
 who asks for ``resnet18``/``resnet50``/``vit_b_16``/``swin_t``/``swin_b`` does. On this project's
 CPU-only torch the PyPI torchvision wheel is a CUDA build that imports only after
-``python tools/fix_torchvision_cpu.py`` (see docs/backbones.md), so the error says both things.
+the ``fix_torchvision_cpu.py`` step of docs/backbones.md, so the error says both things.
 
 Pre-trained weights never download at run time unless asked for by name: ``weights`` is either
 a local ``.pth``/``.pt`` file holding a ``state_dict`` (the torchvision checkpoint of the same
@@ -25,7 +25,8 @@ from torch import nn
 from mtlkit.errors import ConfigError, DataError
 
 VISION_HINT = ("install the vision extra with pip install -c constraints.txt 'mtlkit[vision]' "
-               "and, on a CPU-only torch, run python tools/fix_torchvision_cpu.py once after it")
+               "and, if torch is a CPU-only build and torchvision PyPI's CUDA wheel, run the "
+               "fix_torchvision_cpu.py step in docs/backbones.md once after it")
 
 
 def import_torchvision() -> ModuleType:

@@ -36,7 +36,7 @@ from mtlkit_plugins.heads.classification import Classification
 
 from mtlkit import hookimpl
 from mtlkit.benchmarks import Benchmark, InMemoryDataset, Splits, Task, TrainingDefaults
-from mtlkit.errors import ConfigError
+from mtlkit.errors import ConfigError, DataError
 from mtlkit.models import MultiTaskModel
 
 MNIST_SOURCE = "http://yann.lecun.com/exdb/mnist/ (or any MNIST mirror)"
@@ -105,7 +105,12 @@ class MultiMNIST(Benchmark):
         x_te, y_te = read_pair(self.data_root, "t10k-images-idx3-ubyte",
                                "t10k-labels-idx1-ubyte", MNIST_SOURCE)
         train, val = stratified_split(y_tr, (1 - self.val_fraction, self.val_fraction), rng)
-        return [(x_tr[train], y_tr[train]), (x_tr[val], y_tr[val]), (x_te, y_te)]
+        pools = [(x_tr[train], y_tr[train]), (x_tr[val], y_tr[val]), (x_te, y_te)]
+        for split, (images, _) in zip(("train", "val", "test"), pools):
+            if len(images) < 2:
+                raise DataError(f"the {split} pool of source digits has {len(images)} images "
+                                f"(from {self.data_root}); need at least 2 per split")
+        return pools
 
     def splits(self) -> Splits:
         if self._splits is None:

@@ -1,5 +1,5 @@
 """torchvision backbones (the ``vision`` extra). Tests needing torchvision skip, saying why,
-when it cannot import (not installed, or the CUDA wheel without tools/fix_torchvision_cpu.py)."""
+when it cannot import (not installed, or the CUDA wheel without the fix_torchvision_cpu.py step)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _torchvision_or_reason() -> str | None:
         import torchvision.models  # noqa: F401
     except Exception as exc:
         return (f"torchvision cannot import ({type(exc).__name__}: {exc}); install the vision "
-                "extra and run tools/fix_torchvision_cpu.py")
+                "extra and run ../shared/tools/fix_torchvision_cpu.py")
     return None
 
 
