@@ -40,6 +40,10 @@ class TrainingDefaults:
     batch_size: int = 256
     epochs: int = 10
     weight_decay: float = 0.0
+    #: evaluation batch size; ``None``: ``max(batch_size, 256)``. Dense benchmarks set it to
+    #: the protocol's test batch size (full-resolution SegNet activations of 256 images do not
+    #: fit in memory, and the MTAN protocol averages depth/normal errors per test batch).
+    eval_batch_size: int | None = None
 
 
 class InMemoryDataset(Dataset):

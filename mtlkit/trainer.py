@@ -287,8 +287,9 @@ class Trainer:
         dataset = getattr(self.splits, split)
         self.model.eval()
         accs = {t.name: t.head.metrics() for t in self.tasks}
+        batch_size = self.benchmark.defaults.eval_batch_size or max(self.batch_size, 256)
         for x, y in self._loader(dataset, shuffle=False, generator=None,
-                                 batch_size=max(self.batch_size, 256)):
+                                 batch_size=batch_size):
             outputs = self.model(x.to(self.device))
             for t in self.task_names:
                 accs[t].update(outputs[t], y[t].to(self.device))
