@@ -99,7 +99,8 @@ class MTANEncoder(nn.Module):
         for i in range(n):  # encoder, shallow to deep
             inp = g.enc_first[i] if i == 0 else torch.cat((g.enc_first[i], x), dim=1)
             x = att.encoder_att[i](inp) * g.enc_last[i]
-            x = F.max_pool2d(self.encoder_block_att[i](x), kernel_size=2, stride=2)
+            x = F.max_pool2d(self.encoder_block_att[i](x), kernel_size=2, stride=2,
+                             ceil_mode=True)  # as SegNet's pooling: sizes stay aligned
         for i in reversed(range(n)):  # decoder, deep to shallow
             # the reference upsamples by 2 (bilinear, align_corners); sizing to the unpooled
             # map is the same for even sizes and keeps odd sizes aligned

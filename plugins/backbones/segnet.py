@@ -17,8 +17,10 @@ resolution; in the hard-sharing ("split") model every task head reads it, and th
 network is the shared encoder (sparse training and Recon act on all of it).
 
 ``width`` and ``stages`` (1 to 5) shrink the network for tests and CPU runs; the defaults (64,
-5) are the published one (about 25M parameters). Unpooling uses the pre-pooling size, so any
-input size works (the published sizes, 288x384 and 128x256, are divisible by 32).
+5) are the published one (24,981,069 parameters with one 13-class head, the count CAGrad's
+scripts print). Pooling rounds odd sizes up (``ceil_mode``) and unpooling restores the
+pre-pooling size, so any input size runs; for sizes divisible by ``2**stages`` (the published
+288x384 and 128x256) this is exactly the reference network, which only supports those.
 Initialisation as in the reference: Xavier-normal conv weights, zero biases, BatchNorm (1, 0).
 """
 
@@ -45,6 +47,12 @@ def filters(width: int, stages: int) -> list[int]:
         raise ConfigError(f"invalid stages={stages!r}: must be an integer in 1..5 "
                           "(published: 5)")
     return [width * m for m in (1, 2, 4, 8, 8)][:stages]
+
+
+def deepest_pixels(size: tuple[int, int], stages: int) -> int:
+    """Pixels per channel at the deepest stage for an input of ``size`` (``H, W``)."""
+    f = 2 ** (stages - 1)
+    return -(-size[0] // f) * -(-size[1] // f)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -90,7 +98,7 @@ class SegNet(nn.Module):
             [self._convs(f[i], 1 if i < 2 else 2) for i in range(stages)])
         self.conv_block_dec = nn.ModuleList(
             [self._convs(f[i - 1] if i > 0 else f[0], 1 if i < 2 else 2) for i in range(stages)])
-        self.down = nn.MaxPool2d(kernel_size=2, stride=2, return_indices=True)
+        self.down = nn.MaxPool2d(kernel_size=2, stride=2, return_indices=True, ceil_mode=True)
         self.up = nn.MaxUnpool2d(kernel_size=2, stride=2)
         init_weights(self)
 

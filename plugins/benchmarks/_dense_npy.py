@@ -34,6 +34,7 @@ get derived seeds), so runs are reproducible.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,7 +43,7 @@ import attrs
 import numpy as np
 import torch
 from mtlkit_plugins.backbones.mtan import ATTENTION_SCOPES, build_mtan
-from mtlkit_plugins.backbones.segnet import SegNet, filters, init_weights
+from mtlkit_plugins.backbones.segnet import SegNet, deepest_pixels, filters, init_weights
 from mtlkit_plugins.heads._dense import check_average
 from mtlkit_plugins.heads.depth import Depth
 from mtlkit_plugins.heads.normal import Normal
@@ -388,14 +389,29 @@ class DenseNpyBenchmark(Benchmark):
             self._splits = Splits(train, val, test)
         return self._splits
 
+    def _stages_for_data(self) -> int:
+        """``stages``, reduced (with a warning) for images so small that the deepest stage
+        would have one pixel: BatchNorm cannot train on a single value per channel, which a
+        last batch of one image would give. Never triggers at the published sizes."""
+        self.splits()
+        size = (self.sizes["height"], self.sizes["width"])
+        stages = self.stages
+        while stages > 1 and deepest_pixels(size, stages) < 2:
+            stages -= 1
+        if stages != self.stages:
+            warnings.warn(f"{self.layout.name}: {size[0]}x{size[1]} images are too small for "
+                          f"stages={self.stages}; using stages={stages}", stacklevel=2)
+        return stages
+
     def build_model(self, tasks: list[str] | None = None) -> MultiTaskModel:
         heads = {t.name: t.head.build(self.width) for t in self.tasks
                  if tasks is None or t.name in tasks}
         for head in heads.values():
             init_weights(head)
+        stages = self._stages_for_data()
         if self.backbone == "segnet":
-            return MultiTaskModel(SegNet(3, self.width, self.stages), heads)
-        return build_mtan(heads, width=self.width, stages=self.stages,
+            return MultiTaskModel(SegNet(3, self.width, stages), heads)
+        return build_mtan(heads, width=self.width, stages=stages,
                           attention_scope=self.attention_scope)
 
     @property
