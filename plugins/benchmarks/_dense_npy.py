@@ -17,7 +17,7 @@ dataset's official source), files that are not readable ``.npy`` arrays (truncat
 corrupted: the headers of every file are read and their sizes checked when the splits are
 built), wrong shapes or channel counts, sizes differing between samples, non-numeric dtypes;
 and, when a sample is loaded: non-finite values, non-integer or out-of-range labels (allowed:
--1 and ``0..C-1``), negative depths, normal components outside [-1, 1].
+-1 and ``0..C-1``), negative depths. Normal components outside [-1, 1] give a warning.
 
 Training augmentation (``augment``, on by default as in the protocol's
 ``--apply_augmentation``), after the reference ``RandomScaleCrop`` (credited there to Jialong
@@ -206,8 +206,10 @@ class DenseNpyDataset(Dataset):
         if field.kind == "depth" and (arr < 0).any():
             raise DataError(f"{name}: {path} has negative depth values (0 marks unknown)")
         if field.kind == "normal" and (np.abs(arr) > 1 + NORMAL_TOL).any():
-            raise DataError(f"{name}: {path} has normal components outside [-1, 1]; expected "
-                            "unit normals with (0, 0, 0) where unknown")
+            # not an error: the loss and metrics stay defined, and interpolated normals need
+            # not be unit vectors; but e.g. [0, 255]-encoded normals would be wrong
+            warnings.warn(f"{name}: {path} has normal components outside [-1, 1]; expected "
+                          "unit normals with (0, 0, 0) where unknown", stacklevel=2)
         arr = arr.reshape(*arr.shape[:2], -1).astype(np.float32)
         return torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, -1, 0)))
 
@@ -372,10 +374,10 @@ class DenseNpyBenchmark(Benchmark):
                                 f"{size[0]}x{size[1]}")
             order = np.random.default_rng(self.data_seed).permutation(n_train)
             n_val = 0
-            if self.val_fraction > 0:
-                if n_train < 2:
-                    raise DataError(f"{layout.name}: {train_dir} has {n_train} sample; a "
-                                    "validation split needs at least 2 (or val_fraction=0)")
+            if self.val_fraction > 0 and n_train < 2:
+                warnings.warn(f"{layout.name}: {train_dir} has a single sample, none can be "
+                              "held out: the val split is the test split", stacklevel=2)
+            elif self.val_fraction > 0:
                 n_val = min(max(1, round(self.val_fraction * n_train)), n_train - 1)
             val_idx, train_idx = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
             common = {"image_size": self.image_size}

@@ -97,7 +97,6 @@ def test_wrong_shapes_and_dtypes(root, folder, array, fragment):
     ("label", lambda a: a.__setitem__((0, 0), 2.5), "non-integer"),
     ("image", lambda a: a.__setitem__((0, 0, 0), np.nan), "NaN"),
     ("depth", lambda a: a.__setitem__((0, 0, 0), -1.0), "negative"),
-    ("normal", lambda a: a.__setitem__((0, 0, 0), 3.0), "[-1, 1]"),
 ])
 def test_bad_values_are_caught_when_loaded(root, folder, change, fragment):
     path = root / "val" / folder / "1.npy"
@@ -105,6 +104,20 @@ def test_bad_values_are_caught_when_loaded(root, folder, change, fragment):
     change(array)
     np.save(path, array)
     expect(root, path, fragment)
+
+
+def test_normals_outside_the_unit_range_give_a_warning(root):
+    path = root / "val" / "normal" / "1.npy"
+    np.save(path, np.full((6, 8, 3), 200.0, np.float32))
+    with pytest.warns(UserWarning, match="outside"):
+        load_all(root)
+
+
+def test_a_single_training_sample_uses_the_test_split_for_validation(tmp_path):
+    root = write_nyuv2(tmp_path, n_train=1, n_val=2, size=(4, 4))
+    with pytest.warns(UserWarning, match="single sample"):
+        splits = get_benchmark("nyuv2", data_root=str(root)).splits()
+    assert len(splits.train) == 1 and splits.val is splits.test
 
 
 def test_bad_values_stop_training(root, tmp_path):
