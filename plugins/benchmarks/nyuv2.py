@@ -27,6 +27,8 @@ Single-task baselines (for Δm), ``baselines=``:
     0.6915]`` from CAGrad (Cranial-XIX/CAGrad ``nyuv2/plot.py``), also used by Nash-MTL
     (AvivNavon/nash-mtl ``experiments/nyuv2/utils.py``) and the sparse-training paper; compare
     with the metric-level Δm (``delta_m``).
+``st``
+    the same values, under the sparse-training paper's name.
 ``recon``
     Recon's STL row (Shi et al., ICLR 2023, Tab. 3), converted from percent to fractions;
     compare with the task-level Δm (``delta_m_task_level``).
@@ -67,6 +69,9 @@ class NYUv2(DenseNpyBenchmark):
         "cagrad": ("CAGrad/Nash-MTL SegNet STL BASE (Cranial-XIX/CAGrad nyuv2/plot.py; "
                    "AvivNavon/nash-mtl experiments/nyuv2/utils.py)",
                    _nyu(0.3830, 0.6376, 0.6754, 0.2780, 25.01, 19.21, 0.3014, 0.5720, 0.6915)),
+        "st": ("sparse-training paper (arXiv 2411.18615), which uses the CAGrad/Nash-MTL "
+               "SegNet STL BASE (Cranial-XIX/CAGrad nyuv2/plot.py)",
+               _nyu(0.3830, 0.6376, 0.6754, 0.2780, 25.01, 19.21, 0.3014, 0.5720, 0.6915)),
         "recon": ("Recon STL (Shi et al., ICLR 2023, Tab. 3; percentages as fractions)",
                   _nyu(0.3867, 0.6427, 0.6881, 0.2788, 24.87, 18.99, 0.3043, 0.5781, 0.6970)),
     }
