@@ -74,6 +74,16 @@ def test_splits_samples_and_protocol_defaults(root):
                          ).stl_baselines["segmentation"]["miou"] == 0.3867
 
 
+def test_protocol_halves_the_learning_rate_at_epoch_100(root, tmp_path):
+    cfg = TrainConfig(benchmark="nyuv2", data_root=str(root), benchmark_params=TINY,
+                      threads=1, checkpoint=False)
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    for epoch, lr in [(0, 1e-4), (99, 1e-4), (100, 5e-5), (199, 5e-5)]:
+        trainer.epoch = epoch
+        trainer._set_epoch_lr()
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr)
+
+
 def test_validation_split_is_held_out_from_train_and_fixed_by_data_seed(root):
     a = get_benchmark("nyuv2", data_root=str(root), seed=1).splits()
     b = get_benchmark("nyuv2", data_root=str(root), seed=2).splits()
