@@ -122,7 +122,7 @@ def scan_split(split_dir: Path, root: Path, layout: Layout) -> tuple[int, tuple[
         folder = split_dir / field.folder
         if not folder.is_dir():
             raise layout.missing(folder, root)
-        stems = [p.stem for p in folder.glob("*.npy")]
+        stems = [p.stem for p in folder.glob("*.npy") if not p.name.startswith(".")]
         bad = [s for s in stems if not s.isdigit() or (s != "0" and s.startswith("0"))]
         if bad:
             raise DataError(f"{layout.name}: unexpected file {folder / (bad[0] + '.npy')}: "
@@ -367,11 +367,8 @@ class DenseNpyBenchmark(Benchmark):
             layout = self.layout
             train_dir, test_dir = self.root / "train", self.root / "val"
             n_train, size = scan_split(train_dir, self.root, layout)
+            # the test split may have its own size (the networks take any size)
             n_test, test_size = scan_split(test_dir, self.root, layout)
-            if test_size != size:
-                raise DataError(f"{layout.name}: {test_dir} samples are "
-                                f"{test_size[0]}x{test_size[1]} but {train_dir} samples are "
-                                f"{size[0]}x{size[1]}")
             order = np.random.default_rng(self.data_seed).permutation(n_train)
             n_val = 0
             if self.val_fraction > 0 and n_train < 2:
@@ -385,9 +382,10 @@ class DenseNpyBenchmark(Benchmark):
                                     **common)
             test = DenseNpyDataset(test_dir, layout, range(n_test), **common)
             val = DenseNpyDataset(train_dir, layout, val_idx, **common) if n_val else test
+            smallest = self.image_size or (min(size[0], test_size[0]),
+                                           min(size[1], test_size[1]))
             self.sizes = {"train": len(train), "val": len(val), "test": len(test),
-                          "height": (self.image_size or size)[0],
-                          "width": (self.image_size or size)[1]}
+                          "height": smallest[0], "width": smallest[1]}
             self._splits = Splits(train, val, test)
         return self._splits
 

@@ -161,3 +161,15 @@ def test_augmentation_keeps_values_consistent():
                 assert torch.allclose(out["normal"][0], -normal[0].flip(-1))
                 assert torch.allclose(out["normal"][1:], normal[1:].flip(-1))
     assert flips > 0
+
+
+def test_hidden_files_are_ignored_and_test_may_have_its_own_size(tmp_path):
+    root = write_nyuv2(tmp_path / "a", n_train=2, n_val=1, size=(6, 8))
+    write_nyuv2(tmp_path / "b", n_train=0, n_val=1, size=(4, 4))
+    for folder in ("image", "label", "depth", "normal"):
+        (root / "val" / folder / "0.npy").unlink()
+        (tmp_path / "b" / "val" / folder / "0.npy").rename(root / "val" / folder / "0.npy")
+    (root / "train" / "image" / "._0.npy").write_bytes(b"resource fork")
+    bench = get_benchmark("nyuv2", data_root=str(root))
+    assert bench.splits().test[0][0].shape == (3, 4, 4)
+    assert bench.splits().train[0][0].shape == (3, 6, 8)
