@@ -287,7 +287,8 @@ class DenseNpyBenchmark(Benchmark):
         resize every sample (for CPU runs); none keeps the files' resolution.
     ``backbone`` ("mtan" or "segnet"), ``width`` (64), ``stages`` (5)
         the model: MTAN, or the hard-sharing SegNet whose heads all read the decoder output;
-        ``width``/``stages`` shrink it (the defaults are the published network).
+        ``width``/``stages`` shrink it (the defaults are the published network); ``stages``
+        is lowered, with a warning, for images too small for it (see ``_stages_for_data``).
     ``attention_scope`` ("task" or "shared")
         MTAN only: whether the task attention modules count as shared parameters
         (see :mod:`mtlkit_plugins.backbones.mtan`).
