@@ -43,16 +43,19 @@ def prediction_layer(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def as_dense_target(output: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
-    """``target`` shaped like ``output`` (``[B, C, H, W]``); a channel-less ``[B, H, W]`` target
-    is accepted when ``C == 1``. Anything else is a :class:`DataError`: broadcasting a wrong
-    shape would train silently on the wrong pixels."""
-    if target.dim() == 3 and output.dim() == 4 and output.shape[1] == 1:
-        target = target.unsqueeze(1)
-    if output.dim() != 4 or target.shape != output.shape:
+def as_dense_pair(output: torch.Tensor, target: torch.Tensor, task: str, channels: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(output, target)``, both ``[B, channels, H, W]``. One-channel maps may also come
+    without the channel dimension (``[B, H, W]``). Anything else is a :class:`DataError`:
+    broadcasting a wrong shape would train silently on the wrong pixels."""
+    if channels == 1:
+        output = output.unsqueeze(1) if output.dim() == 3 else output
+        target = target.unsqueeze(1) if target.dim() == 3 else target
+    if output.dim() != 4 or output.shape[1] != channels or target.shape != output.shape:
         raise DataError(f"{task}: target of shape {tuple(target.shape)} does not match the "
-                        f"prediction of shape {tuple(output.shape)} ([batch, channels, H, W])")
-    return target
+                        f"prediction of shape {tuple(output.shape)} (expected both "
+                        f"[batch, {channels}, H, W])")
+    return output, target
 
 
 def valid_mask(target: torch.Tensor) -> torch.Tensor:

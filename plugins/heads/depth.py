@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 from mtlkit_plugins.heads._dense import (
     PixelOrBatchMean,
-    as_dense_target,
+    as_dense_pair,
     check_average,
     prediction_layer,
     valid_mask,
@@ -35,7 +35,7 @@ class _DepthErrors(MetricAccumulator):
         self.mean = PixelOrBatchMean(average, ("abs_err", "rel_err"))
 
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        target = as_dense_target(output, target, "depth")
+        output, target = as_dense_pair(output, target, "depth", 1)
         mask = valid_mask(target).unsqueeze(1)
         pred, gt = output.detach()[mask].double(), target[mask].double()
         err = (pred - gt).abs()
@@ -58,7 +58,7 @@ class Depth(TaskHead):
         return prediction_layer(in_features, 1)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = as_dense_target(output, target, "depth")
+        output, target = as_dense_pair(output, target, "depth", 1)
         mask = valid_mask(target).unsqueeze(1)
         n = int(mask.sum())
         if n == 0:

@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from mtlkit_plugins.heads._dense import (
-    as_dense_target,
+    as_dense_pair,
     check_average,
     prediction_layer,
     valid_mask,
@@ -64,9 +64,7 @@ class _AngleErrors(MetricAccumulator):
         self.batches = 0
 
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        target = as_dense_target(output, target, "normal")
-        if output.shape[1] != 3:
-            raise ValueError(f"normal: prediction has {output.shape[1]} channels, expected 3")
+        output, target = as_dense_pair(output, target, "normal", 3)
         pred = F.normalize(output.detach().double(), p=2, dim=1)
         cos = (pred * target.double()).sum(dim=1)[valid_mask(target)]
         errors = torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0))).cpu().numpy()
@@ -104,7 +102,7 @@ class Normal(TaskHead):
         return nn.Sequential(prediction_layer(in_features, 3), L2Normalize())
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = as_dense_target(output, target, "normal")
+        output, target = as_dense_pair(output, target, "normal", 3)
         mask = valid_mask(target)
         n = int(mask.sum())
         if n == 0:

@@ -62,9 +62,17 @@ class ConfusionMatrix(MetricAccumulator):
         self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        target = _labels(output, target, self.num_classes, self.ignore_index)
+        """``output``: logits ``[B, C, H, W]``, or predicted labels ``[B, H, W]`` (integers)."""
         n = self.num_classes
-        pred = output.detach().argmax(dim=1)
+        if output.dim() == 3 and not output.is_floating_point():
+            pred = output
+            if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= n):
+                raise ValueError(f"segmentation: predicted labels must be in 0..{n - 1}")
+            shape_only = torch.empty(output.shape[0], n, *output.shape[1:], device="meta")
+            target = _labels(shape_only, target, n, self.ignore_index)
+        else:
+            target = _labels(output, target, n, self.ignore_index)
+            pred = output.detach().argmax(dim=1)
         keep = (target >= 0) & (target < n)
         idx = (n * target[keep] + pred[keep]).cpu()
         self.mat += torch.bincount(idx, minlength=n * n).reshape(n, n)

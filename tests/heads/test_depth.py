@@ -75,3 +75,9 @@ def test_registered_with_signs_and_a_one_channel_conv_head():
     assert head.primary_metric == "abs_err"
     with pytest.raises(ConfigError):
         Depth(average="median")
+
+
+def test_channel_less_predictions_and_targets():
+    acc = Depth().metrics()
+    acc.update(P1[:, 0], T1[:, 0])
+    assert acc.compute()["abs_err"] == pytest.approx(2 / 3)

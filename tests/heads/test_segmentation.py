@@ -101,3 +101,9 @@ def test_build_returns_a_conv_prediction_layer_and_signs():
 def test_bad_parameters(params):
     with pytest.raises(ConfigError):
         Segmentation(**params)
+
+
+def test_predicted_label_maps_give_the_same_metrics_as_logits():
+    acc = Segmentation(3).metrics()
+    acc.update(PRED, TARGET)
+    assert acc.compute() == pytest.approx({"miou": 5 / 9, "pixel_acc": 3 / 5})
