@@ -79,9 +79,7 @@ class Field:
         """``(H, W)`` if ``shape`` is valid for this field, else ``None``."""
         if self.kind in ("image", "normal"):
             ok = len(shape) == 3 and shape[2] == 3
-        elif self.kind == "depth":
-            ok = len(shape) == 2 or (len(shape) == 3 and shape[2] == 1)
-        else:
+        else:  # label, depth: [H, W] or [H, W, 1]
             ok = len(shape) == 2 or (len(shape) == 3 and shape[2] == 1)
         return (int(shape[0]), int(shape[1])) if ok and min(shape[:2]) > 0 else None
 
@@ -149,7 +147,7 @@ def scan_split(split_dir: Path, root: Path, layout: Layout) -> tuple[int, tuple[
     """Check one split folder's files (names, headers, sizes); return ``(count, (H, W))``."""
     if not split_dir.is_dir():
         raise layout.missing(split_dir, root)
-    counts: dict[str, int] = {}
+    present: dict[str, set[int]] = {}
     for field in layout.fields:
         folder = split_dir / field.folder
         if not folder.is_dir():
@@ -159,21 +157,20 @@ def scan_split(split_dir: Path, root: Path, layout: Layout) -> tuple[int, tuple[
         if bad:
             raise DataError(f"{layout.name}: unexpected file {folder / (bad[0] + '.npy')}: "
                             "samples must be named 0.npy, 1.npy, ...")
-        present = {int(s) for s in stems}
-        if not present:
-            raise DataError(f"{layout.name}: no .npy files in {folder}; official source: "
-                            f"{layout.source}")
-        gaps = sorted(set(range(max(present) + 1)) - present)
-        if gaps:
-            raise DataError(f"{layout.name}: missing file {folder / f'{gaps[0]}.npy'} "
-                            f"({folder} has {len(present)} files numbered up to "
-                            f"{max(present)}); official source: {layout.source}")
-        counts[field.folder] = len(present)
-    if len(set(counts.values())) > 1:
-        listing = ", ".join(f"{k}: {v}" for k, v in counts.items())
-        raise DataError(f"{layout.name}: sample counts differ between the folders of "
-                        f"{split_dir} ({listing}); every folder needs the same 0..N-1 files")
-    n = next(iter(counts.values()))
+        present[field.folder] = {int(s) for s in stems}
+    n = max((max(p) + 1 for p in present.values() if p), default=0)
+    if n == 0:
+        raise DataError(f"{layout.name}: no .npy files in the folders of {split_dir}; official "
+                        f"source: {layout.source}")
+    # every folder needs 0..n-1, n being the highest index found in any folder; report the
+    # lowest missing index (the likeliest single culprit)
+    gaps = [(i, folder) for folder, indices in present.items()
+            for i in sorted(set(range(n)) - indices)[:1]]
+    if gaps:
+        i, folder = min(gaps)
+        raise DataError(f"{layout.name}: missing file {split_dir / folder / f'{i}.npy'} "
+                        f"(the folders of {split_dir} hold samples up to {n - 1}.npy); "
+                        f"official source: {layout.source}")
     size: tuple[int, int] | None = None
     for i in range(n):
         for field in layout.fields:

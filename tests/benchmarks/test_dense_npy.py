@@ -56,9 +56,9 @@ def test_missing_file_is_named(root):
     expect(root, root / "train" / "depth" / "1.npy", "dropbox.com")
 
 
-def test_sample_counts_must_agree(root):
+def test_a_sample_missing_from_one_folder_is_named(root):
     np.save(root / "train" / "label" / "3.npy", np.zeros((6, 8), np.float32))
-    expect(root, "sample counts differ", "label: 4")
+    expect(root, root / "train" / "image" / "3.npy", "dropbox.com")
 
 
 def test_truncated_file(root):
