@@ -167,7 +167,7 @@ def scan_split(split_dir: Path, root: Path, layout: Layout) -> tuple[int, tuple[
     gaps = [(i, folder) for folder, indices in present.items()
             for i in sorted(set(range(n)) - indices)[:1]]
     if gaps:
-        i, folder = min(gaps)
+        i, folder = min(gaps, key=lambda gap: gap[0])  # ties: first folder of the layout
         raise DataError(f"{layout.name}: missing file {split_dir / folder / f'{i}.npy'} "
                         f"(the folders of {split_dir} hold samples up to {n - 1}.npy); "
                         f"official source: {layout.source}")
