@@ -94,7 +94,7 @@ class Layout:
     num_classes: int
 
     def missing(self, what: Path, root: Path) -> DataError:
-        folders = ", ".join(f.folder for f in self.fields)
+        folders = ",".join(f.folder for f in self.fields)
         return DataError(
             f"{self.name}: {what} not found. Expected the preprocessed {self.name} layout "
             f"{root}/{{train,val}}/{{{folders}}}/<i>.npy (see docs/datasets.md); official "
