@@ -130,12 +130,19 @@ def check_values(field: Field, arr: np.ndarray, path: Path, layout: Layout) -> n
                             f"allowed are -1 (unlabelled) and 0..{c - 1}")
     if field.kind == "depth" and (arr < 0).any():
         raise DataError(f"{name}: {path} has negative depth values (0 marks unknown)")
-    if field.kind == "normal" and (np.abs(arr) > 1 + NORMAL_TOL).any():
+    if field.kind == "normal" and path.parent not in _WARNED and \
+            (np.abs(arr) > 1 + NORMAL_TOL).any():
         # not an error: the loss and metrics stay defined, and interpolated normals need
-        # not be unit vectors; but e.g. [0, 255]-encoded normals would be wrong
-        warnings.warn(f"{name}: {path} has normal components outside [-1, 1]; expected "
-                      "unit normals with (0, 0, 0) where unknown", stacklevel=2)
+        # not be unit vectors; but e.g. [0, 255]-encoded normals would be wrong. Once per
+        # folder, not once per file.
+        _WARNED.add(path.parent)
+        warnings.warn(f"{name}: {path} has normal components outside [-1, 1] (other files of "
+                      f"{path.parent} are not reported); expected unit normals with (0, 0, 0) "
+                      "where unknown", stacklevel=2)
     return arr
+
+
+_WARNED: set[Path] = set()
 
 
 #: kinds whose values are checked for every sample before training (small files: about
