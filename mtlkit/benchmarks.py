@@ -40,6 +40,14 @@ class TrainingDefaults:
     batch_size: int = 256
     epochs: int = 10
     weight_decay: float = 0.0
+    #: evaluation batch size; ``None``: ``max(batch_size, 256)``. Dense benchmarks set it to
+    #: the protocol's test batch size (full-resolution SegNet activations of 256 images do not
+    #: fit in memory, and the MTAN protocol averages depth/normal errors per test batch).
+    eval_batch_size: int | None = None
+    #: step decay: the learning rate is multiplied by ``lr_gamma`` at each epoch listed here
+    #: (the MTAN protocol's ``StepLR(step_size=100, gamma=0.5)`` is ``(100,)``, ``0.5``)
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
 
 
 class InMemoryDataset(Dataset):

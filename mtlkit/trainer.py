@@ -287,8 +287,9 @@ class Trainer:
         dataset = getattr(self.splits, split)
         self.model.eval()
         accs = {t.name: t.head.metrics() for t in self.tasks}
+        batch_size = self.benchmark.defaults.eval_batch_size or max(self.batch_size, 256)
         for x, y in self._loader(dataset, shuffle=False, generator=None,
-                                 batch_size=max(self.batch_size, 256)):
+                                 batch_size=batch_size):
             outputs = self.model(x.to(self.device))
             for t in self.task_names:
                 accs[t].update(outputs[t], y[t].to(self.device))
@@ -302,6 +303,7 @@ class Trainer:
         start = time.perf_counter() - self.wall_s
         reselect = getattr(self.mask_strategy, "reselect_every", None)
         while self.epoch < self.epochs and self.step < self.total_steps:
+            self._set_epoch_lr()
             gen = torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
             sums = dict.fromkeys(self.task_names, 0.0)
             n = 0
@@ -344,6 +346,15 @@ class Trainer:
         if self.out is not None:
             write_json(self.out / "results.json", results)
         return results
+
+    def _set_epoch_lr(self) -> None:
+        """The benchmark's step decay, from the epoch alone (so resuming needs no state)."""
+        d = self.benchmark.defaults
+        if not d.lr_milestones:
+            return
+        factor = d.lr_gamma ** sum(self.epoch >= m for m in d.lr_milestones)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def _reselect(self) -> None:
         self.mask = self._select_mask(step=self.step)
