@@ -125,3 +125,12 @@ def test_cli_bad_mask_input_exits_2_with_one_line(tmp_path, capsys, args, match)
                "--benchmark-param", "n_train=64", "--out", str(tmp_path / "x"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and match in err and "Traceback" not in err
+
+
+def test_cli_warns_in_one_line_when_k_is_clamped(tmp_path, capsys):
+    rc = main(["train", "--mask", "psn", "--k", "5000", "--max-steps", "1", "--threads", "1",
+               "--benchmark-param", "n_train=64", "--out", str(tmp_path / "x"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "mtlkit: warning: mask: k=5000 exceeds every fan-in" in err
+    r = json.loads((tmp_path / "x" / "results.json").read_text())
+    assert r["mask_info"]["k"] == 320 and r["trainable_fraction"] == 1.0

@@ -205,13 +205,13 @@ class PerNeuronMask(MaskStrategy):
                 weights[name] = p
             elif getattr(self, kind) == "freeze":
                 masks[name] = torch.zeros_like(p, dtype=torch.bool)
-        fixed = sum(int(m.sum()) for n, m in masks.items() if n not in weights)
+        fixed = sum(int(torch.count_nonzero(m)) for n, m in masks.items() if n not in weights)
         total = sum(p.numel() for p in params.values())
         fan_ins = {n: neuron_rows(p.detach(), owners.get(n)).shape for n, p in weights.items()}
         k = self.resolve_k(fan_ins, fixed, total)
         self.prepare(weights, context)
         masks.update(self.select_weights(weights, owners, k, context))
-        trainable = sum(int(m.sum()) for m in masks.values())
+        trainable = sum(int(torch.count_nonzero(m)) for m in masks.values())
         self._facts = {"k": k, "real_density": trainable / total if total else 1.0,
                        "sparse_parameters": list(weights), "bias": self.bias,
                        "norm": self.norm, "scope": in_scope}
