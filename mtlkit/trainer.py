@@ -171,10 +171,14 @@ class Trainer:
 
     def _gradient_magnitudes(self, num_batches: int, step: int = 0) -> dict[str, torch.Tensor]:
         """Accumulated |grad| of the mean task loss over ``num_batches`` training batches
-        (different batches at each re-selection step)."""
+        (different batches at each re-selection step). Side-effect free: BatchNorm running
+        statistics and the global RNG (dropout) are restored, so selecting a mask does not
+        change the training trajectory by itself."""
         totals = {n: torch.zeros_like(p) for n, p in self.shared}
         batches = self._train_batches(
             torch.Generator().manual_seed(self.config.seed + 3 + 7919 * step))
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        rng = torch.get_rng_state()
         self.model.train()
         for _, (x, y) in zip(range(num_batches), batches):
             losses = self._losses(self.model(x), y)
@@ -183,6 +187,10 @@ class Trainer:
             for (n, _), g in zip(self.shared, grads):
                 if g is not None:
                     totals[n] += g.abs()
+        with torch.no_grad():
+            for n, b in self.model.named_buffers():
+                b.copy_(buffers[n])
+        torch.set_rng_state(rng)
         return totals
 
     # -- data -------------------------------------------------------------------------------

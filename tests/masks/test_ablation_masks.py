@@ -76,3 +76,17 @@ def test_reselection_changes_the_mask_during_training_and_keeps_the_density():
     trainer.fit()
     assert any(not torch.equal(first[n], m) for n, m in trainer.mask.masks.items())
     assert abs(trainer.mask.trainable_fraction - 0.3) <= 0.02
+
+
+def test_gradient_warm_up_leaves_running_stats_and_rng_as_they_were():
+    cfg = TrainConfig(benchmark_params={"n_train": 128, "n_val": 32, "n_test": 32},
+                      mask="psn", density=0.3, batch_size=32, threads=1, checkpoint=False)
+    trainer = Trainer(cfg, None, progress=False)
+    # give the model state the warm-up could disturb: BatchNorm statistics and dropout's RNG
+    bn = nn.BatchNorm1d(50)
+    trainer.model.encoder = nn.Sequential(trainer.model.encoder, bn, nn.Dropout(0.5))
+    rng = torch.get_rng_state()
+    grads = trainer._gradient_magnitudes(2)
+    assert torch.equal(bn.running_mean, torch.zeros(50)) and int(bn.num_batches_tracked) == 0
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(g.abs().sum() > 0 for g in grads.values())
