@@ -177,7 +177,9 @@ def print_summary(results: dict[str, Any], out: Path) -> None:
         print(f"  conflict incidence: all steps {c['incidence_all']:.3f}, last half "
               f"{c['incidence_last_half']:.3f} (trainable coords: "
               f"{c['incidence_trainable_all']:.3f} / {c['incidence_trainable_last_half']:.3f})")
-    print(f"  trainable fraction of shared parameters: {results['trainable_fraction']:.3f}")
+    k = (results.get("mask_info") or {}).get("k")
+    print(f"  trainable fraction of shared parameters: {results['trainable_fraction']:.3f}"
+          + (f" (mask {results['mask']}, K={k} per neuron)" if k is not None else ""))
     if results.get("delta_m") is not None:
         print(f"  delta_m: {results['delta_m']:+.2f}% (metric-level, lower is better); "
               f"{results['delta_m_task_level']:+.2f}% (Recon's task-level, higher is better)")
