@@ -15,7 +15,9 @@ Parameters the paper is silent about (ST §2.9 item 4) follow two switchable pol
     ``utils/pruning.py``) does; biases are a tiny share of the coordinates.
 ``norm`` (default ``"freeze"``)
     normalisation layers' scale and shift (BatchNorm, LayerNorm, GroupNorm, ...) stay at their
-    initial values, again as in GPS. ``"train"`` trains them fully.
+    initial values, again as in GPS. ``"train"`` trains them fully. Recognised by module type;
+    for custom modules (and without module information) a 1-D ``.weight`` and its sibling
+    ``.bias`` count as a normalisation layer.
 
 Scope: the strategies only see the *shared* parameters (heads always train fully).
 ``include`` / ``exclude`` (glob patterns on parameter names, e.g. ``"encoder.fc.*"``) narrow the
@@ -96,9 +98,11 @@ def kind_of(name: str, p: torch.Tensor, params: Mapping[str, torch.Tensor],
     """``"weight"`` (per-neuron selection), ``"norm"`` or ``"bias"`` (policies)."""
     if module is not None and isinstance(module, _NORM_TYPES):
         return "norm"
-    if module is None and p.dim() < 2:
-        # no module information: a 1-D ".weight" is a normalisation scale, and a ".bias"
-        # whose sibling ".weight" is 1-D is that layer's shift
+    builtin = module is not None and type(module).__module__.startswith("torch.nn")
+    if not builtin and p.dim() < 2:
+        # no module information, or a custom module (e.g. a home-made RMSNorm): a 1-D
+        # ".weight" is a normalisation scale, and a ".bias" whose sibling ".weight" is 1-D is
+        # that layer's shift
         stem, _, leaf = name.rpartition(".")
         sibling = params.get(f"{stem}.weight") if leaf == "bias" else None
         if (leaf == "weight" and p.dim() == 1) or (sibling is not None and sibling.dim() == 1):

@@ -86,3 +86,20 @@ def test_every_strategy_spends_the_same_budget(name):
     _, sel = _select(name, k=3)
     weights = int(sel["encoder.conv.weight"].sum() + sel["encoder.fc.weight"].sum())
     assert weights == 8 * 3 + 16 * 3
+
+
+class _HomeMadeNorm(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+
+
+def test_custom_norm_modules_are_recognised_and_builtin_slopes_are_not():
+    net = nn.ModuleDict({"fc": nn.Linear(4, 4), "rms": _HomeMadeNorm(4), "act": nn.PReLU(4)})
+    params = {f"encoder.{n}": p for n, p in net.named_parameters()}
+    modules = {f"encoder.{n}": net.get_submodule(n.rsplit(".", 1)[0]) for n in
+               dict(net.named_parameters())}
+    ctx = MaskContext(generator=torch.Generator(), modules=modules)
+    sel = mtlkit.get_mask("psn", k=1).select(params, ctx)
+    assert not sel["encoder.rms.weight"].any()      # norm policy: frozen
+    assert sel["encoder.act.weight"].all()          # PReLU slope: bias policy, trained
