@@ -7,7 +7,7 @@ more dimensions is treated this way (an Embedding's rows are its token vectors).
 PSN keeps, for every neuron, the top-K of its incoming weights; K is an **absolute count**
 (``min(K, fan_in)`` per row), so one K gives different fractions in different models.
 
-Parameters the paper is silent about (ST §2.9 item 4) follow two switchable policies:
+Parameters the paper is silent about follow two switchable policies:
 
 ``bias`` (default ``"train"``)
     biases, and any other parameter with fewer than two dimensions that is not part of a
