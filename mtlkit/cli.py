@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from mtlkit import __version__
 from mtlkit.errors import MtlkitError
 
-COMMANDS = ("train", "plugins")
+COMMANDS = ("train", "plugins", "plot")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(default):
+    """mtlkit's own warnings (e.g. a clamped mask K) as one ``mtlkit: warning:`` line."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith(("mtlkit", "mtlkit_plugins")):
+            print(f"mtlkit: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -49,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             if not args.debug:
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
+                warnings.showwarning = _one_line_warnings(warnings.showwarning)
             return int(args._run(args) or 0)
     except MtlkitError as exc:
         if args.debug:

@@ -27,6 +27,10 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 JACOBIAN_MODES = ("loop", "batched")
 NONFINITE_POLICIES = ("error", "skip")
 DEVICES = ("cpu", "cuda", "auto")
+#: where the sparse-training mask acts (docs/sparse-training.md): ``trainable`` = the aggregator
+#: sees the per-task gradients of the trainable coordinates only (n = trainable count);
+#: ``full`` = it sees all shared coordinates and its update is masked afterwards
+MASK_POINTS = ("trainable", "full")
 
 
 def _positive_int(field: str):
@@ -84,6 +88,8 @@ class TrainConfig:
     mask_params: dict[str, Any] = attrs.field(**_DICT_FIELD)
     density: float | None = attrs.field(default=None, validator=_density)
     k: int | None = attrs.field(default=None, validator=_positive_int("k"))
+    mask_point: str = attrs.field(default="trainable", validator=_choice("mask_point",
+                                                                         MASK_POINTS))
     probes: list[str] = attrs.field(factory=lambda: ["cosine"], converter=list)
     probe_params: dict[str, dict[str, Any]] = attrs.field(**_DICT_FIELD)
     probe_every: int = attrs.field(default=1, validator=_positive_int("probe_every"))

@@ -32,11 +32,19 @@ class MaskContext:
         warm-up batches of the mean task loss, for gradient-based selection; ``None`` when the
         trainer cannot provide it.
     :ivar step: the training step at which the selection happens (0 = before training).
+    :ivar modules: ``{parameter name: the module owning it}``, so strategies can tell a
+        normalisation layer's scale from a bias, or a transposed convolution's output axis;
+        ``None`` (or a missing name) means "guess from names and shapes".
     """
 
     generator: torch.Generator
     gradient_magnitudes: Callable[[int], dict[str, torch.Tensor]] | None = None
     step: int = 0
+    modules: Mapping[str, nn.Module] | None = None
+
+
+class MaskWarning(UserWarning):
+    """A mask request could not be met exactly (K clamped, density unreachable, ...)."""
 
 
 class MaskStrategy:
@@ -115,6 +123,15 @@ class ParameterMask:
 
     def per_parameter_fraction(self) -> dict[str, float]:
         return {n: float(m.float().mean()) for n, m in self.masks.items()}
+
+    def flat_trainable_index(self) -> torch.Tensor:
+        """Positions of the trainable coordinates in the flattened full shared vector
+        (parameters in mask order), to compact a full-length update to the trainable ones."""
+        parts, offset = [], 0
+        for m in self.masks.values():
+            parts.append(torch.nonzero(m.reshape(-1)).flatten() + offset)
+            offset += m.numel()
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
 
 class FrozenGuard:

@@ -157,15 +157,28 @@ class Trainer:
 
     def _select_mask(self, step: int) -> ParameterMask:
         shared = dict(self.shared)
+        # owning modules let strategies tell norm scales from biases (and transposed convs)
+        owners = {f"{mod_name}.{p_name}" if mod_name else p_name: module
+                  for mod_name, module in self.model.named_modules()
+                  for p_name, _ in module.named_parameters(recurse=False)}
         ctx = MaskContext(generator=torch.Generator().manual_seed(self.config.seed + 2 + step),
-                          gradient_magnitudes=self._gradient_magnitudes, step=step)
+                          gradient_magnitudes=lambda n: self._gradient_magnitudes(n, step),
+                          step=step, modules={n: owners[n] for n in shared if n in owners})
         selection = self.mask_strategy.select(shared, ctx)
-        return ParameterMask.from_selection(shared, selection)
+        mask = ParameterMask.from_selection(shared, selection)
+        self._flat_index: torch.Tensor | None = None
+        return mask
 
-    def _gradient_magnitudes(self, num_batches: int) -> dict[str, torch.Tensor]:
-        """Accumulated |grad| of the mean task loss over ``num_batches`` training batches."""
+    def _gradient_magnitudes(self, num_batches: int, step: int = 0) -> dict[str, torch.Tensor]:
+        """Accumulated |grad| of the mean task loss over ``num_batches`` training batches
+        (different batches at each re-selection step). Side-effect free: BatchNorm running
+        statistics and the global RNG (dropout) are restored, so selecting a mask does not
+        change the training trajectory by itself."""
         totals = {n: torch.zeros_like(p) for n, p in self.shared}
-        batches = self._train_batches(torch.Generator().manual_seed(self.config.seed + 3))
+        batches = self._train_batches(
+            torch.Generator().manual_seed(self.config.seed + 3 + 7919 * step))
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        rng = torch.get_rng_state()
         self.model.train()
         for _, (x, y) in zip(range(num_batches), batches):
             losses = self._losses(self.model(x), y)
@@ -174,6 +187,10 @@ class Trainer:
             for (n, _), g in zip(self.shared, grads):
                 if g is not None:
                     totals[n] += g.abs()
+        with torch.no_grad():
+            for n, b in self.model.named_buffers():
+                b.copy_(buffers[n])
+        torch.set_rng_state(rng)
         return totals
 
     # -- data -------------------------------------------------------------------------------
@@ -221,35 +238,55 @@ class Trainer:
                    "task_names": self.task_names, "generator": self.agg_generator}
         due = self._probe_due()
         loss_only = self.aggregator.requires == "losses"
+        # mask_point="full": aggregate all shared coordinates, mask the update afterwards
+        full_point = (cfg.mask_point == "full" and not loss_only and not self.mask.is_dense)
         if loss_only and not due:
             weights = self.aggregator.loss_weights(losses.detach(), context)
             (weights.to(losses.dtype) * losses).sum().backward()
             self._mask_shared_grads()
         else:
             result = self.engine.compute(losses, [] if loss_only else self.task_params,
-                                         full=bool(due), retain_graph=loss_only)
+                                         full=bool(due) or full_point, retain_graph=loss_only)
             J = result.J
+            J_agg = self._full_jacobian(result.full_grads, J) if full_point else J
             if self.aggregator.requires == "gramian":
-                context["gramian"] = J @ J.T
+                context["gramian"] = J_agg @ J_agg.T
             if due:
-                self._observe(due, J, result.full_grads, losses.detach(), context)
+                self._observe(due, J, result.full_grads, losses.detach(),
+                              {} if full_point else context)
             if loss_only:
                 weights = self.aggregator.loss_weights(losses.detach(), context)
                 (weights.to(losses.dtype) * losses).sum().backward()
                 self._mask_shared_grads()
             else:
                 try:
-                    d = self.aggregator(J, **context)
+                    d = self.aggregator(J_agg, **context)
                 except GradientError as exc:
                     return self._nonfinite(str(exc))
                 if not bool(torch.isfinite(d).all()):
                     return self._nonfinite(
                         f"aggregator {cfg.aggregator!r} returned a non-finite update")
+                if full_point:
+                    d = d.index_select(0, self._trainable_index(d.device))
                 self.engine.scatter(d)
         self.optimizer.step()
         self.guard.restore()
         self.aggregator.after_step(context)
         return dict(zip(self.task_names, losses.detach().tolist()))
+
+    def _full_jacobian(self, full_grads, like: torch.Tensor) -> torch.Tensor:
+        """``[K, n_shared]`` per-task gradients on every shared coordinate (frozen included)."""
+        sizes = self.engine.layout.full_sizes
+        return torch.stack([
+            torch.cat([g.reshape(-1).to(like.dtype) if g is not None
+                       else torch.zeros(size, dtype=like.dtype, device=like.device)
+                       for g, size in zip(row, sizes)])
+            for row in full_grads])
+
+    def _trainable_index(self, device: torch.device) -> torch.Tensor:
+        if self._flat_index is None or self._flat_index.device != device:
+            self._flat_index = self.mask.flat_trainable_index().to(device)
+        return self._flat_index
 
     def _mask_shared_grads(self) -> None:
         for name, p in self.shared:
@@ -402,6 +439,10 @@ class Trainer:
             "delta_m": delta_m,
             "delta_m_convention": "metric_level" if delta_m is not None else None,
             "delta_m_task_level": delta_m_task,
+            "delta_m_conventions": None if delta_m is None else {
+                "metric_level": {"value": delta_m, "better": "lower",
+                                 "used_by": "CAGrad, Nash-MTL, sparse training (reported)"},
+                "task_level": {"value": delta_m_task, "better": "higher", "used_by": "Recon"}},
             "baseline_source": (self.config.baselines or self.benchmark.baseline_source
                                 or None),
             "conflict": conflict,
@@ -411,6 +452,7 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "wall_s": self.wall_s,
             "mask_info": {"requested_density": getattr(self.mask_strategy, "density", None),
+                          "mask_point": cfg.mask_point,
                           "trainable_count": self.mask.trainable_count,
                           "shared_count": self.mask.total_count,
                           **self.mask_strategy.describe()},
@@ -459,6 +501,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.probes = state["probes"]
         self.mask = ParameterMask(state["mask"])
+        self._flat_index = None
         self.engine.set_mask(self.mask)
         self.guard = FrozenGuard(dict(self.shared), self.mask)
         self.guard.load_saved_values(state["frozen_values"])

@@ -11,6 +11,7 @@ from mtlkit.commands._params import parse_params
 from mtlkit.config import (
     DEVICES,
     JACOBIAN_MODES,
+    MASK_POINTS,
     NONFINITE_POLICIES,
     OPTIMIZERS,
     load_toml,
@@ -22,7 +23,7 @@ from mtlkit.results import write_json
 _SIMPLE = ("benchmark", "aggregator", "mask", "density", "k", "epochs", "max_steps", "seed",
            "data_root", "lr", "batch_size", "optimizer", "momentum", "weight_decay",
            "jacobian", "device", "threads", "probe_every", "nonfinite", "baselines", "workers",
-           "eval_every")
+           "eval_every", "mask_point")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,6 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--mask", help="mask strategy name (default dense)")
     p.add_argument("--density", type=float, help="requested trainable fraction in (0, 1]")
     p.add_argument("--k", type=int, help="per-neuron trainable count (alternative to density)")
+    p.add_argument("--mask-point", choices=MASK_POINTS,
+                   help="trainable (default): the aggregator sees only the trainable "
+                        "coordinates; full: it sees all shared coordinates and its update is "
+                        "masked (docs/sparse-training.md)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--seed", type=int)
@@ -61,7 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--benchmark-param", action="append", metavar="KEY=VALUE")
     p.add_argument("--probe-param", action="append", metavar="PROBE.KEY=VALUE")
     p.add_argument("--stl", action="store_true",
-                   help="train each task alone; write DIR/stl_baselines.json for delta_m")
+                   help="train each task alone (dense, mean); write DIR/stl_baselines.json, "
+                        "reusable by later runs as --baselines DIR/stl_baselines.json")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress line or summary")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<name>)")
@@ -112,21 +118,46 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_stl(config, out: Path, progress, quiet: bool) -> int:
+#: metrics left out of single-task baselines: the test loss is the training objective, not an
+#: evaluation metric of any paper's delta_m
+_NOT_BASELINE_METRICS = frozenset({"loss"})
+
+
+def stl_baselines(config, out: Path, progress=False) -> dict[str, dict[str, float]]:
+    """Train every task of ``config`` alone and return ``{task: {metric: test value}}``.
+
+    Each task gets the benchmark's model with only its head, the same protocol (epochs, lr,
+    batch size, optimizer, seed), equal weighting of its single loss and **no mask** (the
+    papers' STL rows are dense single-task networks). Runs go to ``out/stl/<task>/``; the
+    baselines to ``out/stl_baselines.json``, which ``--baselines`` reads.
+    """
     import attrs
 
+    from mtlkit.plugins import get_plugin_manager
     from mtlkit.trainer import Trainer
 
-    probe = Trainer(attrs.evolve(config, probes=[], epochs=1, max_steps=1), None, progress=False)
+    bench_params = {"seed": config.seed, "data_root": config.data_root,
+                    **config.benchmark_params}
+    bench = get_plugin_manager().create("benchmark", config.benchmark, **bench_params)
+    tasks = config.tasks or [t.name for t in bench.tasks]
     baselines: dict[str, dict[str, float]] = {}
-    for task in probe.task_names:
-        cfg = attrs.evolve(config, tasks=[task], aggregator="mean", probes=[], baselines=None)
+    for task in tasks:
+        cfg = attrs.evolve(config, tasks=[task], aggregator="mean", aggregator_params={},
+                           mask="dense", mask_params={}, density=None, k=None, probes=[],
+                           baselines=None)
         results = Trainer(cfg, out / "stl" / task, progress=progress).fit()
-        baselines[task] = results["tasks"][task]
+        baselines[task] = {m: v for m, v in results["tasks"][task].items()
+                           if m not in _NOT_BASELINE_METRICS}
     write_json(out / "stl_baselines.json", baselines)
+    return baselines
+
+
+def _run_stl(config, out: Path, progress, quiet: bool) -> int:
+    baselines = stl_baselines(config, out, progress)
     if not quiet:
         print(json.dumps(baselines, indent=2))
-        print(f"single-task baselines: {out / 'stl_baselines.json'} (use --baselines)")
+        print(f"single-task baselines: {out / 'stl_baselines.json'} "
+              f"(reuse with --baselines {out / 'stl_baselines.json'})")
     return 0
 
 
@@ -146,7 +177,10 @@ def print_summary(results: dict[str, Any], out: Path) -> None:
         print(f"  conflict incidence: all steps {c['incidence_all']:.3f}, last half "
               f"{c['incidence_last_half']:.3f} (trainable coords: "
               f"{c['incidence_trainable_all']:.3f} / {c['incidence_trainable_last_half']:.3f})")
-    print(f"  trainable fraction of shared parameters: {results['trainable_fraction']:.3f}")
+    k = (results.get("mask_info") or {}).get("k")
+    print(f"  trainable fraction of shared parameters: {results['trainable_fraction']:.3f}"
+          + (f" (mask {results['mask']}, K={k} per neuron)" if k is not None else ""))
     if results.get("delta_m") is not None:
-        print(f"  delta_m: {results['delta_m']:+.2f}% (metric-level, lower is better)")
+        print(f"  delta_m: {results['delta_m']:+.2f}% (metric-level, lower is better); "
+              f"{results['delta_m_task_level']:+.2f}% (Recon's task-level, higher is better)")
     print(f"  results: {out / 'results.json'}")
