@@ -41,7 +41,10 @@ Cost (how each task stream is computed):
 ``per_task_model`` (models that override ``forward``, e.g. with task-specific attention)
     the whole model runs T times, task t's output taken from run t. Cost: T x model.
 
-``ReconModel.mode`` says which one applies and ``mode_reason`` why.
+``ReconModel.mode`` says which one applies and ``mode_reason`` why. In the two per-task modes a
+shared BatchNorm *before* the first branched layer also runs T times per step on the same batch,
+so its running statistics move as with momentum ``1 - (1 - m)^T`` (training outputs, which use
+batch statistics, and all outputs at initialisation are unaffected).
 """
 
 from __future__ import annotations
