@@ -30,7 +30,8 @@ from typing import Any
 
 import attrs
 
-from mtlkit.commands.train import add_config_arguments, config_values, default_out, print_summary
+from mtlkit.commands import train as train_cmd
+from mtlkit.commands.train import config_values, default_out, print_summary
 from mtlkit.config import TrainConfig, make_config
 from mtlkit.errors import ConfigError, invalid_value
 from mtlkit.plugins import PluginManager, get_plugin_manager
@@ -55,13 +56,31 @@ DEFAULT_SCORE_FRACTION = 0.25
 _RUNTIME_KEYS = ("threads", "workers")
 
 
+def _train_parser() -> argparse.ArgumentParser:
+    """``mtlkit train``'s parser: recon takes every training flag with the same meaning."""
+    holder = argparse.ArgumentParser(add_help=False)
+    return train_cmd.add_parser(holder.add_subparsers())
+
+
+class _NotForRecon(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is not a recon option: {self.help}")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    # ``parents`` copies train's flags (including ones other plugins' branches add there);
+    # ``resolve`` lets the few train-only flags below be redefined for recon.
     p = sub.add_parser(
-        "recon", help="Recon: branch the most-conflicting shared layers, then train",
+        "recon", parents=[_train_parser()], conflict_handler="resolve",
+        help="Recon: branch the most-conflicting shared layers, then train",
         description="Recon (ICLR 2023, arXiv 2302.11289): score shared layers by S-conflicts "
                     "in a short joint-training run, make the top-K task-specific, retrain with "
                     "any aggregator and mask. Resumable: re-running skips finished stages.")
-    add_config_arguments(p)
+    p.add_argument("--stl", nargs=0, action=_NotForRecon,
+                   help="single-task baselines come from `mtlkit train --stl`; pass them with "
+                        "--baselines")
+    p.add_argument("--resume", action="store_true",
+                   help="accepted for symmetry with train: recon always resumes")
     g = p.add_argument_group("recon")
     g.add_argument("--threshold", type=float, metavar="S",
                    help="S-conflict threshold in [-1, 1] (count cos < S; default: the paper's "

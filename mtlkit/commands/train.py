@@ -28,17 +28,6 @@ _SIMPLE = ("benchmark", "aggregator", "mask", "density", "k", "epochs", "max_ste
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one configuration",
                        description="Train a multi-task model with an aggregator and a mask.")
-    add_config_arguments(p)
-    p.add_argument("--stl", action="store_true",
-                   help="train each task alone; write DIR/stl_baselines.json for delta_m")
-    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
-    p.add_argument("--quiet", action="store_true", help="no progress line or summary")
-    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<name>)")
-    return p
-
-
-def add_config_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags that build a :class:`~mtlkit.config.TrainConfig` (shared with ``recon``)."""
     p.add_argument("--config", metavar="FILE.toml", help="TOML config; flags override it")
     p.add_argument("--benchmark", help="benchmark name (default multi_mnist)")
     p.add_argument("--aggregator", help="aggregator name (default mean)")
@@ -71,6 +60,12 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-param", action="append", metavar="KEY=VALUE")
     p.add_argument("--benchmark-param", action="append", metavar="KEY=VALUE")
     p.add_argument("--probe-param", action="append", metavar="PROBE.KEY=VALUE")
+    p.add_argument("--stl", action="store_true",
+                   help="train each task alone; write DIR/stl_baselines.json for delta_m")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress line or summary")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<name>)")
+    return p
 
 
 def config_values(args: argparse.Namespace) -> dict[str, Any]:
