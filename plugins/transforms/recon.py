@@ -38,8 +38,11 @@ Cost (how each task stream is computed):
     data-dependent control flow, or an in-place update of a shared tensor downstream of a branch)
     the whole encoder runs T times, each time with every branched layer switched to task t's
     copy. Cost: T x encoder.
-``per_task_model`` (models that override ``forward``, e.g. with task-specific attention)
+``per_task_model`` (models that override ``forward`` or ``represent``)
     the whole model runs T times, task t's output taken from run t. Cost: T x model.
+
+A model that overrides only ``heads_forward`` (MTAN hands each head its block of ``z``) keeps
+its encoder mode; its ``heads_forward`` is applied to each task's stream (T x heads).
 
 ``ReconModel.mode`` says which one applies and ``mode_reason`` why. In the two per-task modes a
 shared BatchNorm *before* the first branched layer also runs T times per step on the same batch,
@@ -278,7 +281,8 @@ class ReconModel(MultiTaskModel):
 
     def _choose_mode(self) -> tuple[str, str]:
         base = self._base
-        if _overrides(base, "forward", "represent", "heads_forward") or \
+        # a model that only overrides heads_forward (MTAN splits z per task) still streams
+        if _overrides(base, "forward", "represent") or \
                 not isinstance(getattr(base, "encoder", None), nn.Module):
             return "per_task_model", f"{type(base).__name__} defines its own forward"
         if not all(name.startswith("encoder.") for name in self.branched_layers):
@@ -345,7 +349,8 @@ class ReconModel(MultiTaskModel):
         return tuple(outs)
 
     def heads_forward(self, z: Any) -> dict[str, torch.Tensor]:
-        if self.mode == "per_task_model":
+        if self.mode == "per_task_model" or _overrides(self._base, "heads_forward"):
+            # the model's own head routing, applied to each task's stream (T x heads)
             out = {}
             for k, task in enumerate(self.task_names):
                 with self._task(task):
