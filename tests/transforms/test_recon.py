@@ -93,6 +93,14 @@ class CustomForward(MultiTaskModel):
         return {t: head(z * (i + 1)) for i, (t, head) in enumerate(self.heads.items())}
 
 
+class SplitHeads(MultiTaskModel):
+    """Overrides only heads_forward, as MTAN does: z holds one block per task."""
+
+    def heads_forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        blocks = z.chunk(len(self.heads), dim=1)
+        return {t: head(b) for (t, head), b in zip(self.heads.items(), blocks)}
+
+
 def outputs_equal(a: nn.Module, b: nn.Module, x: torch.Tensor) -> bool:
     ya, yb = a(x), b(x)
     return ya.keys() == yb.keys() and all(torch.allclose(ya[t], yb[t], atol=1e-6, rtol=1e-5)
@@ -164,6 +172,14 @@ def test_fallback_modes_same_outputs(make, mode):
         model.train(train)
         recon.train(train)
         assert outputs_equal(model, recon, XS)
+
+
+def test_model_overriding_only_heads_forward_keeps_streams():
+    torch.manual_seed(1)
+    model = SplitHeads(nn.Sequential(ResEncoder(), nn.Linear(6, 6 * len(TASKS))), heads(6))
+    recon = branch_layers(model, ["encoder.0.layers.1.bn1", "encoder.1"])
+    assert recon.mode == "streams"
+    assert outputs_equal(model, recon, XS)
 
 
 def test_zero_layers_is_identity():
