@@ -80,8 +80,11 @@ class Trainer:
         plugins: PluginManager | None = None,
         progress: bool | None = None,
         on_epoch_end: EpochCallback | None = None,
+        model_transform: Callable[[nn.Module], nn.Module] | None = None,
     ) -> None:
         self.config = config
+        #: applied to the benchmark's model before training (e.g. Recon's layer branching)
+        self.model_transform = model_transform
         self.out = Path(out).resolve() if out is not None else None
         self.pm = plugins or get_plugin_manager()
         self.progress = Progress(progress)
@@ -116,7 +119,10 @@ class Trainer:
 
         self.splits = self.benchmark.splits()
         torch.manual_seed(cfg.seed)
-        self.model = self.benchmark.build_model(names).to(self.device)
+        model = self.benchmark.build_model(names)
+        if self.model_transform is not None:
+            model = self.model_transform(model)
+        self.model = model.to(self.device)
         self.shared = self.model.shared_named_parameters()
         if not self.shared:
             raise ConfigError("the model has no shared parameters to train")

@@ -1,0 +1,1 @@
+"""Bundled model transforms: one module per plugin."""
