@@ -24,16 +24,24 @@ GAP_TOL = 1e-8
 
 
 def as_normalized_numpy(G: torch.Tensor) -> tuple[np.ndarray, float]:
-    """``(G / s, s)`` in float64 numpy with ``s`` the mean diagonal; symmetrised.
+    """``(G / s, s)`` in float64 numpy with ``s`` the mean diagonal, repaired to be PSD.
 
-    ``s = 0`` (all-zero gradients, which the base class already short-cuts) returns ``s = 1``.
+    A Gramian computed in float32 (or from nearly dependent rows) is only PSD up to round-off:
+    eigenvalues of ``-1e-7`` make QP solvers fail or return garbage, so negative eigenvalues are
+    clipped to 0 (one K x K eigendecomposition). ``s = 0`` (all-zero gradients, which the base
+    class already short-cuts) returns ``s = 1``.
     """
     A = G.detach().to(device="cpu", dtype=torch.float64).numpy()
     A = 0.5 * (A + A.T)  # float32 matmuls are not exactly symmetric
     scale = float(np.mean(np.diag(A)))
     if not math.isfinite(scale) or scale <= 0.0:
         return A, 1.0
-    return A / scale, scale
+    A = A / scale
+    lam, V = np.linalg.eigh(A)
+    if lam.min() < 0.0:
+        A = (V * np.clip(lam, 0.0, None)) @ V.T
+        A = 0.5 * (A + A.T)
+    return A, scale
 
 
 def require_quadprog(who: str) -> Any:

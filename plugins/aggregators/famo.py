@@ -47,7 +47,7 @@ class FAMO(LossWeighting):
     eps: float = 1e-8
     min_loss: float = 0.0
     _logits: torch.Tensor | None = attrs.field(init=False, default=None, repr=False)
-    _opt: torch.optim.Optimizer | None = attrs.field(init=False, default=None, repr=False)
+    _adam: list[Any] = attrs.field(init=False, factory=list, repr=False)
     _pending: torch.Tensor | None = attrs.field(init=False, default=None, repr=False)
 
     properties: ClassVar[frozenset[str]] = frozenset(
@@ -64,13 +64,14 @@ class FAMO(LossWeighting):
 
     def reset(self) -> None:
         self._logits = None
-        self._opt = None
+        self._adam = []
         self._pending = None
 
     def _ensure(self, K: int) -> torch.Tensor:
         if self._logits is None or self._logits.numel() != K:
             self._logits = torch.zeros(K, dtype=torch.float64, requires_grad=True)
-            self._opt = torch.optim.Adam([self._logits], lr=self.lr, weight_decay=self.gamma)
+            self._adam = [torch.zeros(K, dtype=torch.float64),
+                          torch.zeros(K, dtype=torch.float64), 0]
         return self._logits
 
     def _shifted(self, L: torch.Tensor) -> torch.Tensor:
@@ -102,10 +103,21 @@ class FAMO(LossWeighting):
         delta = torch.log(self._shifted(before)) - torch.log(self._shifted(after))
         with torch.enable_grad():
             grad = torch.autograd.grad(torch.softmax(xi, dim=0), xi, grad_outputs=delta)[0]
-        assert self._opt is not None
-        self._opt.zero_grad(set_to_none=True)
-        xi.grad = grad
-        self._opt.step()
+        self._adam_step(xi, grad)
+
+    def _adam_step(self, xi: torch.Tensor, grad: torch.Tensor) -> None:
+        """``torch.optim.Adam(lr, weight_decay=gamma)`` for one K-vector, written out: building
+        a torch optimiser costs seconds on first use (it imports the compiler stack)."""
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        m, v, t = self._adam
+        grad = grad + self.gamma * xi.detach()  # Adam's (coupled) L2 weight decay
+        t += 1
+        m.mul_(beta1).add_(grad, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (v / (1 - beta2**t)).sqrt_().add_(eps)
+        with torch.no_grad():
+            xi.sub_(self.lr * (m / (1 - beta1**t)) / denom)
+        self._adam[2] = t
 
 
 @hookimpl

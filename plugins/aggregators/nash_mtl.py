@@ -66,6 +66,23 @@ def _cvxpy() -> Any:
     return cp
 
 
+def _feasible_start(B: np.ndarray, mgda: np.ndarray) -> np.ndarray:
+    """A strictly feasible point of ``α_k (Bα)_k >= 1``, ``α > 0``.
+
+    The reference code starts from ones, which is infeasible (``(B 1)_k < 0``) when some task
+    conflicts with the sum, and then keeps the previous weights without a word. The min-norm
+    weights ``w*`` give ``B w* >= ‖g_w*‖² > 0`` (not Pareto-stationary); a small uniform part
+    makes every ``α_k > 0`` while ``B α`` stays positive; a scale makes it feasible.
+    """
+    m = B.shape[0]
+    floor = float(mgda @ B @ mgda)
+    spread = float(np.abs(B).sum(axis=1).max()) / m
+    delta = 0.5 * floor / max(spread, 1e-300)
+    alpha = mgda + min(delta, 1.0) / m
+    prod = alpha * (B @ alpha)
+    return alpha / np.sqrt(prod.min()) if prod.min() > 0 else np.ones(m)
+
+
 class _Problem:
     """The parameterised convex sub-problem for one K (built once, warm-started)."""
 
@@ -144,6 +161,8 @@ class NashMTL(GramianWeighting):
         prev = self._alpha
         if prev is not None and prev.shape == (K,) and (prev[active] > 0).all():
             start = self._alpha[active]
+        if start is None or (B @ start <= 0).any():
+            start = _feasible_start(B, mgda)
         try:
             alpha = self._sequential(B, start)
         except GradientError as exc:
@@ -158,18 +177,15 @@ class NashMTL(GramianWeighting):
         self._alpha = w.copy()
         return to_weights(w / math.sqrt(scale))
 
-    def _sequential(self, B: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    def _sequential(self, B: np.ndarray, start: np.ndarray) -> np.ndarray:
         m = B.shape[0]
         prob = self._problems.get(m)
         if prob is None:
             prob = self._problems[m] = _Problem(m)
         prob.G.value = B
-        alpha = np.ones(m) if start is None else start.copy()
+        alpha = start.copy()
         for _ in range(self.optim_niter):
             G_alpha = B @ alpha
-            if (G_alpha <= 0).any():
-                alpha = np.ones(m)
-                G_alpha = B @ alpha
             prob.tag.value = 1.0 / alpha + B.T @ (1.0 / np.maximum(G_alpha, 1e-300))
             prob.alpha.value = alpha
             try:
