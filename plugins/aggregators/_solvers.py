@@ -44,6 +44,16 @@ def as_normalized_numpy(G: torch.Tensor) -> tuple[np.ndarray, float]:
     return A, scale
 
 
+def eigen_cutoff(dtype: torch.dtype, K: int) -> float:
+    """Relative eigenvalue cut-off for rank decisions on a Gramian computed in ``dtype``.
+
+    A float32 Gramian carries ~1e-7..1e-5 relative error (sums over n products), so its
+    "zero" eigenvalues of a rank-deficient J come out near 1e-7 λ_max: inverting them would
+    amplify noise by 1e7. float64 keeps 1e-12 (times K).
+    """
+    return 1e-5 if dtype in (torch.float32, torch.float16, torch.bfloat16) else K * 1e-12
+
+
 def require_quadprog(who: str) -> Any:
     try:
         import quadprog

@@ -21,7 +21,12 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 import torch
-from mtlkit_plugins.aggregators._solvers import as_normalized_numpy, check_choice, to_weights
+from mtlkit_plugins.aggregators._solvers import (
+    as_normalized_numpy,
+    check_choice,
+    eigen_cutoff,
+    to_weights,
+)
 
 from mtlkit import hookimpl
 from mtlkit.aggregation import GramianWeighting
@@ -43,7 +48,7 @@ class AlignedMTL(GramianWeighting):
         A, _ = as_normalized_numpy(G)
         K = A.shape[0]
         lam, V = np.linalg.eigh(A)
-        keep = lam > lam.max() * K * 1e-12
+        keep = lam > lam.max() * eigen_cutoff(G.dtype, K)
         if not keep.any():
             return torch.zeros(K, dtype=torch.float64)
         lam, V = lam[keep], V[:, keep]

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from mtlkit_plugins.aggregators._solvers import as_normalized_numpy, to_weights
+from mtlkit_plugins.aggregators._solvers import as_normalized_numpy, eigen_cutoff, to_weights
 
 from mtlkit import hookimpl
 from mtlkit.aggregation import GramianWeighting
@@ -38,7 +38,7 @@ class IMTLG(GramianWeighting):
         A, _ = as_normalized_numpy(G)
         nu = np.sqrt(np.clip(np.diag(A), 0.0, None))
         lam, V = np.linalg.eigh(A)
-        keep = lam > lam.max() * A.shape[0] * 1e-12
+        keep = lam > lam.max() * eigen_cutoff(G.dtype, A.shape[0])
         v = V[:, keep] @ ((V[:, keep].T @ nu) / lam[keep])
         total = float(v.sum())
         if abs(total) <= 1e-12 * float(np.abs(v).sum() + 1e-300):
