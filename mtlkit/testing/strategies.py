@@ -78,22 +78,23 @@ def build_jacobian(r: JacobianRecipe) -> torch.Tensor:
         J = J * flip
     else:
         J = torch.randn(K, n, generator=g, dtype=torch.float64)
-        if K >= 2 and r.structure in ("zero_rows", "duplicate", "collinear"):
-            picks = torch.randperm(K, generator=g).tolist()
-            count = max(1, K // 3)
-            for i in picks[:count]:
-                src = picks[-1]
-                if r.structure == "zero_rows":
-                    J[i] = 0.0
-                elif r.structure == "duplicate":
-                    J[i] = J[src]
-                else:
-                    factor = float(torch.empty(1).uniform_(0.2, 3.0, generator=g))
-                    sign = -1.0 if float(torch.rand(1, generator=g)) < 0.5 else 1.0
-                    J[i] = sign * factor * J[src]
     # positive row factors: they change norms, never signs (``aligned`` stays aligned)
     row = torch.tensor([10.0**s for s in r.row_log_scales], dtype=torch.float64)
     J = J * row[:, None] * 10.0**r.log_scale
+    # structural edits last, so that duplicates are exact copies after scaling
+    if K >= 2 and r.structure in ("zero_rows", "duplicate", "collinear"):
+        picks = torch.randperm(K, generator=g).tolist()
+        count = max(1, K // 3)
+        for i in picks[:count]:
+            src = picks[-1]
+            if r.structure == "zero_rows":
+                J[i] = 0.0
+            elif r.structure == "duplicate":
+                J[i] = J[src]
+            else:
+                factor = float(torch.empty(1).uniform_(0.2, 3.0, generator=g))
+                sign = -1.0 if float(torch.rand(1, generator=g)) < 0.5 else 1.0
+                J[i] = sign * factor * J[src]
     return J.to(r.dtype)
 
 
