@@ -129,6 +129,17 @@ class NashMTL(GramianWeighting):
         check_range("tol", self.tol, 0.0, 1.0, lo_open=True)
         check_choice("on_failure", self.on_failure, ("raise", "warn"))
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The trainer checkpoints the aggregator by pickling it; compiled cvxpy problems hold
+        # solver handles that cannot be pickled, and are rebuilt on demand anyway.
+        state = {f.name: getattr(self, f.name) for f in attrs.fields(type(self))}
+        state["_problems"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
     def reset(self) -> None:
         self._alpha = None
         self._weights = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import mtlkit
 from mtlkit.aggregation import PROPERTIES
 from mtlkit.plugins import get_plugin_manager
 from mtlkit.testing import checks_for, run_check
+from mtlkit.testing.properties import make_context
 
 BUNDLED = ["mean", "sum", "rlw", "mgda", "mgda_ub", "pcgrad", "cagrad", "gradops", "nash_mtl",
            "imtl_g", "graddrop", "gradvac", "aligned_mtl", "upgrad", "fairgrad", "uw", "dwa",
@@ -36,6 +38,18 @@ def test_declarations_are_truthful_in_form(name):
     if a.stateful:
         a.reset()  # must exist and not fail on a fresh instance
     assert type(a).__doc__
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_aggregator_survives_a_checkpoint_round_trip(name):
+    """The trainer checkpoints the aggregator by pickling it (state included)."""
+    a = mtlkit.get_aggregator(name, **({"num_tasks": 3} if name == "uw" else {}))
+    J = torch.randn(3, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    context = make_context(3)
+    a(J, **context)
+    b = pickle.loads(pickle.dumps(a))
+    ctx1, ctx2 = make_context(3, seed=1), make_context(3, seed=1)
+    assert torch.allclose(a(J, **ctx1), b(J, **ctx2))
 
 
 CASES = [(name, check) for name in BUNDLED
