@@ -71,6 +71,8 @@ class Aggregator:
         K = J.shape[0]
         if K == 1:
             return J[0].clone()
+        if J.numel() == 0:
+            return torch.zeros(J.shape[1], dtype=J.dtype, device=J.device)
         lo, hi = torch.aminmax(J)  # one pass; J.any() costs ~4x more on large J
         if float(lo) == 0.0 and float(hi) == 0.0:
             return torch.zeros(J.shape[1], dtype=J.dtype, device=J.device)

@@ -37,3 +37,7 @@ def test_all_zero_and_tiny_inputs():
     J = torch.zeros(2, 3)
     J[1, 2] = -1e-30
     assert Mean()(J)[2] == -5e-31
+
+
+def test_zero_coordinates():
+    assert Mean()(torch.zeros(3, 0)).shape == (0,)
