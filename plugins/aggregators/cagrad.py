@@ -12,8 +12,11 @@ Dual over the simplex, with ``g_w = Σ_k w_k g_k``:
 Solved on the normalised Gramian: ``K = 2`` exactly (the 1-D convex problem's stationary points
 are the roots of a quadratic; the minimum over them and the end points is taken), ``K > 2`` with
 scipy SLSQP (analytic gradient, tight tolerance; a failed solve raises). ``c = 0`` returns the
-mean exactly; at a Pareto-stationary point (``g_{w^*} = 0``) the correction vanishes and
-``d = g_0`` (the reference code's ``+1e-8`` regularisation gives the same limit).
+mean exactly. When ``g_{w^*} = 0`` (Pareto-stationary: the primal optimum is 0 and attained
+on a set) the dual formula's direction is undefined (solver noise; TorchJD returns 0 there, the
+reference code's ``+1e-8`` gives an arbitrary direction); this library returns the optimal
+point nearest ``g_0``: the projection of ``g_0`` onto the dual cone ``{d : J d >= 0}``
+(quadprog), which is unique and permutation invariant.
 
 Hyper-parameters (paper / reference-code defaults):
 
@@ -39,6 +42,7 @@ from mtlkit_plugins.aggregators._solvers import (
     as_normalized_numpy,
     check_choice,
     check_range,
+    project_dual_cone,
     to_weights,
 )
 from scipy.optimize import minimize
@@ -46,6 +50,10 @@ from scipy.optimize import minimize
 from mtlkit import hookimpl
 from mtlkit.aggregation import GramianWeighting
 from mtlkit.errors import GradientError
+
+#: ``‖g_w*‖²`` (normalised units) below which the dual optimum is taken as exactly 0; SLSQP's
+#: ~1e-12 accuracy in the objective leaves ~1e-6 relative error in ``‖g_w‖``.
+STATIONARY_TOL = 1e-10
 
 
 def _objective(A: np.ndarray, w: np.ndarray, r: float) -> float:
@@ -131,9 +139,16 @@ class CAGrad(GramianWeighting):
         u = mean_w.copy()
         if r > 0.0:
             w = cagrad_dual_2(A, r) if K == 2 else cagrad_dual(A, r)
-            gw_norm = math.sqrt(max(float(w @ A @ w), 0.0))
-            if gw_norm > 1e-12 * math.sqrt(float(np.max(np.diag(A)))):
-                u = u + (r / gw_norm) * w
+            gw_sq = max(float(w @ A @ w), 0.0)
+            if gw_sq > STATIONARY_TOL:
+                u = u + (r / math.sqrt(gw_sq)) * w
+            else:
+                # g_w* = 0: 0 is in the convex hull, the primal optimum is 0 and its solutions
+                # form a set; the dual's direction g_w*/‖g_w*‖ is then solver noise. Take the
+                # canonical optimal point instead: the one nearest g_0, i.e. the projection of
+                # g_0 onto the dual cone {d : J d >= 0} (inside the ball since some optimal d
+                # is), whose weights solve min_{v >= 1/K} v^T G v.
+                u = project_dual_cone(A, mean_w)
         if self.rescale == 1:
             u = u / (1 + self.c**2)
         elif self.rescale == 2:

@@ -73,3 +73,18 @@ def test_constraint_ball_is_respected():
 def test_invalid_hyper_parameters(field, value):
     with pytest.raises(ConfigError, match=field):
         agg("cagrad", **{field: value})
+
+
+def test_stationary_case_returns_the_optimal_point_nearest_the_mean():
+    # zero rows put 0 in the convex hull: the primal optimum is 0, attained on a set
+    J = torch.tensor([[0.0, 0.0], [-2.18, 0.57], [0.0, 0.0], [0.40, 0.84], [-0.72, -0.40],
+                      [-0.60, 0.18]], dtype=torch.float64)
+    a = agg("cagrad", c=0.4, rescale=0)
+    d = a(J)
+    g0 = J.mean(0)
+    assert bool((J @ d >= -1e-9).all())  # optimal: primal value 0
+    assert float((d - g0).norm()) <= 0.4 * float(g0.norm()) + 1e-9  # inside the ball
+    perm = torch.tensor([2, 5, 3, 0, 1, 4])
+    assert torch.allclose(a(J[perm]), d, atol=1e-8)
+    ref = cagrad_primal(J, 0.4)  # any optimal point has value 0 too
+    assert float((J.numpy() @ ref).min()) <= 1e-6
