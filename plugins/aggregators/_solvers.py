@@ -1,0 +1,194 @@
+"""Shared numerical helpers for the bundled aggregators (private).
+
+All solvers work on a *normalised* Gramian (float64 numpy, mean diagonal 1), so that gradient
+scales from 1e-8 to 1e8 reach them as the same well-scaled problem; the weights they return are
+scale-free and the caller forms ``d = w^T J`` in the original scale.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtlkit.errors import ConfigError, GradientError, invalid_value
+
+#: Ridge added to the normalised Gramian before a QP that needs positive definiteness. Small
+#: enough that the answer moves by ~1e-10 relative, large enough for quadprog's Cholesky on a
+#: rank-deficient Gramian.
+RIDGE = 1e-10
+#: Duality-gap tolerance (normalised units) below which a min-norm solution is accepted.
+GAP_TOL = 1e-8
+
+
+def as_normalized_numpy(G: torch.Tensor) -> tuple[np.ndarray, float]:
+    """``(G / s, s)`` in float64 numpy with ``s`` the mean diagonal, repaired to be PSD.
+
+    A Gramian computed in float32 (or from nearly dependent rows) is only PSD up to round-off:
+    eigenvalues of ``-1e-7`` make QP solvers fail or return garbage, so negative eigenvalues are
+    clipped to 0 (one K x K eigendecomposition). ``s = 0`` (all-zero gradients, which the base
+    class already short-cuts) returns ``s = 1``.
+    """
+    A = G.detach().to(device="cpu", dtype=torch.float64).numpy()
+    A = 0.5 * (A + A.T)  # float32 matmuls are not exactly symmetric
+    scale = float(np.mean(np.diag(A)))
+    if not math.isfinite(scale) or scale <= 0.0:
+        return A, 1.0
+    A = A / scale
+    lam, V = np.linalg.eigh(A)
+    if lam.min() < 0.0:
+        A = (V * np.clip(lam, 0.0, None)) @ V.T
+        A = 0.5 * (A + A.T)
+    return A, scale
+
+
+def eigen_cutoff(dtype: torch.dtype, K: int) -> float:
+    """Relative eigenvalue cut-off for rank decisions on a Gramian computed in ``dtype``.
+
+    A float32 Gramian carries ~1e-7..1e-5 relative error (sums over n products), so its
+    "zero" eigenvalues of a rank-deficient J come out near 1e-7 λ_max: inverting them would
+    amplify noise by 1e7. float64 keeps 1e-12 (times K).
+    """
+    return 1e-5 if dtype in (torch.float32, torch.float16, torch.bfloat16) else K * 1e-12
+
+
+def require_quadprog(who: str) -> Any:
+    try:
+        import quadprog
+    except ImportError as exc:  # pragma: no cover - quadprog is in the solvers extra
+        raise ConfigError(
+            f"{who} needs the quadprog QP solver: pip install 'mtlkit[solvers]' "
+            "(or choose solver='frank_wolfe' where offered)") from exc
+    return quadprog
+
+
+def min_norm_2(G: np.ndarray) -> np.ndarray:
+    """Exact min-norm point of the segment [g1, g2]: ``w = (γ, 1-γ)``.
+
+    ``γ = clip((G22 - G12) / (G11 + G22 - 2 G12), 0, 1)`` (Sener & Koltun 2018, Alg. 1).
+    """
+    denom = G[0, 0] + G[1, 1] - 2.0 * G[0, 1]
+    # g1 == g2 (denom 0): every point of the segment is the same vector
+    gamma = 0.5 if denom <= 1e-300 else float(np.clip((G[1, 1] - G[0, 1]) / denom, 0.0, 1.0))
+    return np.array([gamma, 1.0 - gamma])
+
+
+def simplex_gap(G: np.ndarray, w: np.ndarray) -> float:
+    """Frank-Wolfe duality gap of ``min_{w in simplex} w^T G w`` (0 at the optimum)."""
+    Gw = G @ w
+    return float(w @ Gw - Gw.min())
+
+
+def min_norm_qp(G: np.ndarray) -> np.ndarray:
+    """Exact min-norm point of the convex hull by a dense QP (quadprog, Goldfarb-Idnani)."""
+    quadprog = require_quadprog("the min-norm (MGDA) solver")
+    K = G.shape[0]
+    P = G + RIDGE * np.eye(K)
+    C = np.concatenate([np.ones((K, 1)), np.eye(K)], axis=1)  # sum w = 1, w >= 0
+    b = np.concatenate([[1.0], np.zeros(K)])
+    w = quadprog.solve_qp(P, np.zeros(K), C, b, meq=1)[0]
+    w = np.clip(w, 0.0, None)
+    return w / w.sum()
+
+
+def min_norm_frank_wolfe(G: np.ndarray, max_iter: int = 10_000,
+                         tol: float = GAP_TOL) -> np.ndarray:
+    """Frank-Wolfe with exact line search (the solver of Sener & Koltun, Alg. 2)."""
+    K = G.shape[0]
+    w = np.full(K, 1.0 / K)
+    for _ in range(max_iter):
+        Gw = G @ w
+        t = int(np.argmin(Gw))
+        if float(w @ Gw - Gw[t]) <= tol:
+            break
+        # exact line search on the segment between w (point Jw) and vertex t
+        a, b, c = float(w @ Gw), float(Gw[t]), float(G[t, t])
+        denom = a - 2.0 * b + c
+        gamma = 1.0 if denom <= 0 else float(np.clip((a - b) / denom, 0.0, 1.0))
+        w = (1.0 - gamma) * w
+        w[t] += gamma
+    return w
+
+
+def min_norm_weights(G: np.ndarray, solver: str = "qp") -> np.ndarray:
+    """Weights of the min-norm point of conv{g_k} for a normalised Gramian; verified.
+
+    K = 2 uses the closed form; otherwise ``solver`` ("qp" exact, or "frank_wolfe"). The
+    answer is checked by its duality gap; an unconverged answer raises instead of being used.
+    """
+    K = G.shape[0]
+    if K == 1:
+        return np.ones(1)
+    if K == 2:
+        return min_norm_2(G)
+    try:
+        w = min_norm_qp(G) if solver == "qp" else min_norm_frank_wolfe(G)
+    except ValueError:  # quadprog: "matrix G is not positive definite" on extreme inputs
+        w = min_norm_frank_wolfe(G)
+    gap = simplex_gap(G, w)
+    if gap > GAP_TOL * max(1.0, float(np.max(np.diag(G)))):
+        # quadprog may stop early on a nearly singular Gramian: try the other solver before
+        # giving up.
+        try:
+            w2 = min_norm_frank_wolfe(G) if solver == "qp" else min_norm_qp(G)
+        except ValueError:
+            w2 = w
+        gap2 = simplex_gap(G, w2)
+        if gap2 < gap:
+            w, gap = w2, gap2
+    if gap > 1e3 * GAP_TOL * max(1.0, float(np.max(np.diag(G)))):
+        raise GradientError(
+            f"min-norm solver did not converge (duality gap {gap:.3g} on the normalised "
+            f"Gramian, K={K}); refusing to return an inexact direction")
+    return w
+
+
+def project_dual_cone(G: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """``argmin_{w >= lower} w^T G w`` (weights of the projection of ``lower^T J`` onto the
+    dual cone ``{x : J x >= 0}``; Quinton & Rey 2024, Prop. 1), by quadprog."""
+    quadprog = require_quadprog("the dual-cone projection (UPGrad)")
+    K = G.shape[0]
+    P = G + RIDGE * np.eye(K)
+    w = quadprog.solve_qp(P, np.zeros(K), np.eye(K), lower, meq=0)[0]
+    return np.maximum(w, lower)
+
+
+def check_choice(field: str, value: object, allowed: tuple[object, ...]) -> None:
+    if value not in allowed:
+        raise invalid_value(field, value, "allowed: " + ", ".join(repr(a) for a in allowed))
+
+
+def check_range(field: str, value: float, lo: float, hi: float, *, lo_open: bool = False,
+                hi_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        raise invalid_value(field, value, f"must be a number in {left}{lo}, {hi}{right}")
+
+
+def make_generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def pick_generator(context: dict[str, Any], own: torch.Generator) -> torch.Generator:
+    """The trainer's seeded generator when given, else the aggregator's own seeded one."""
+    gen = context.get("generator")
+    return gen if isinstance(gen, torch.Generator) else own
+
+
+def to_weights(w: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(w), dtype=torch.float64)
+
+
+def losses_vector(losses: object, K: int | None, who: str) -> torch.Tensor:
+    t = torch.as_tensor(losses).detach().to(dtype=torch.float64, device="cpu").flatten()
+    if K is not None and t.numel() != K:
+        raise invalid_value(f"{who} losses", tuple(t.shape), f"need one loss per task ({K})")
+    if not bool(torch.isfinite(t).all()):
+        raise GradientError(f"{who}: non-finite task loss {t.tolist()}")
+    return t

@@ -1,0 +1,98 @@
+"""GradVac: gradient vaccine.
+
+Wang et al., "Gradient Vaccine: Investigating and Improving Multi-task Optimization in
+Massively Multilingual Models", ICLR 2021, https://arxiv.org/abs/2010.05874 (Alg. 1).
+
+Like PCGrad, but every pair keeps an EMA target cosine ``φ̂_ij`` (initially 0) and the
+gradient is moved *towards* it whenever the current cosine ``φ_ij`` is below:
+
+.. math:: g_i \\leftarrow g_i + \\frac{\\lVert g_i \\rVert
+          (\\hat\\phi_{ij}\\sqrt{1-\\phi_{ij}^2} - \\phi_{ij}\\sqrt{1-\\hat\\phi_{ij}^2})}
+          {\\lVert g_j \\rVert \\sqrt{1-\\hat\\phi_{ij}^2}}\\, g_j,
+          \\qquad \\hat\\phi_{ij} \\leftarrow (1-\\beta)\\hat\\phi_{ij} + \\beta\\phi_{ij}
+
+then ``d = Σ_i g_i`` (``reduction="sum"``, as the paper and TorchJD) or the mean. Whole-model
+granularity (one target per task pair); ``β = 0.01`` (paper default). Computed on the Gramian
+(coefficients as in PCGrad); random visiting order from ``context["generator"]`` or ``seed``.
+
+Stateful (the targets): call :meth:`reset` between runs. Properties: weighted, linear under
+scaling (cosines are scale-free).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+import torch
+from mtlkit_plugins.aggregators._solvers import (
+    as_normalized_numpy,
+    check_choice,
+    check_range,
+    make_generator,
+    pick_generator,
+    to_weights,
+)
+
+from mtlkit import hookimpl
+from mtlkit.aggregation import GramianWeighting
+
+
+@attrs.define(eq=False)
+class GradVac(GramianWeighting):
+    """Move each pair's cosine towards an EMA target (gradient vaccine)."""
+
+    beta: float = 0.01
+    reduction: str = "sum"
+    seed: int = attrs.field(default=0, converter=int)
+    _targets: np.ndarray | None = attrs.field(init=False, default=None, repr=False)
+    _generator: torch.Generator = attrs.field(init=False, repr=False)
+
+    properties: ClassVar[frozenset[str]] = frozenset({"weighted", "linear_under_scaling"})
+    stateful: ClassVar[bool] = True
+
+    def __attrs_post_init__(self) -> None:
+        check_range("beta", self.beta, 0.0, 1.0)
+        check_choice("reduction", self.reduction, ("sum", "mean"))
+        self.reset()
+
+    def reset(self) -> None:
+        self._targets = None
+        self._generator = make_generator(self.seed)
+
+    def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        A, _ = as_normalized_numpy(G)
+        K = A.shape[0]
+        if self._targets is None or self._targets.shape != (K, K):
+            self._targets = np.zeros((K, K))
+        targets = self._targets
+        gen = pick_generator(context, self._generator)
+        norms = np.sqrt(np.clip(np.diag(A), 0.0, None))
+        total = np.zeros(K)
+        for i in range(K):
+            c = np.zeros(K)
+            c[i] = 1.0
+            others = [j for j in range(K) if j != i]
+            for t in torch.randperm(K - 1, generator=gen, device=gen.device).tolist():
+                j = others[t]
+                norm_i = math.sqrt(max(float(c @ A @ c), 0.0))
+                if norm_i == 0.0 or norms[j] == 0.0:
+                    continue
+                phi = float(np.clip(c @ A[:, j] / (norm_i * norms[j]), -1.0, 1.0))
+                target = targets[i, j]
+                if phi < target:
+                    coef = norm_i * (target * math.sqrt(1 - phi**2)
+                                     - phi * math.sqrt(1 - target**2))
+                    c[j] += coef / (norms[j] * math.sqrt(max(1 - target**2, 1e-16)))
+                targets[i, j] = (1 - self.beta) * target + self.beta * phi
+            total += c
+        if self.reduction == "mean":
+            total /= K
+        return to_weights(total)
+
+
+@hookimpl
+def register_aggregators(register):
+    register("gradvac", GradVac)

@@ -1,0 +1,55 @@
+import pytest
+import torch
+from mtlkit_plugins.aggregators import _solvers
+from mtlkit_plugins.aggregators.gradops import orthogonal_coefficients
+
+from tests.aggregators.helpers import agg, make_J
+
+
+def projected_qr(J: torch.Tensor) -> torch.Tensor:
+    """Independent reference: g'_i = g_i - Q Q^T g_i with Q from a QR of the other rows."""
+    out = []
+    for i in range(J.shape[0]):
+        others = torch.cat([J[:i], J[i + 1:]])
+        Q, _ = torch.linalg.qr(others.T)
+        out.append(J[i] - Q @ (Q.T @ J[i]))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize(("K", "n"), [(2, 5), (3, 9), (6, 20)])
+def test_projection_matches_qr_and_alpha_zero_is_their_mean(K, n):
+    J = make_J(K, n, seed=K)
+    P = projected_qr(J)
+    A, _ = _solvers.as_normalized_numpy(J @ J.T)
+    C = torch.as_tensor(orthogonal_coefficients(A, 1e-10))
+    assert torch.allclose(C @ J, P, atol=1e-9 * float(J.norm(dim=1).max()))
+    assert torch.allclose(agg("gradops", alpha=0.0)(J), P.mean(0), atol=1e-9)
+
+
+def test_every_task_improves_by_its_own_share_only():
+    J = make_J(5, 12, seed=4)
+    d = agg("gradops", alpha=-3.0)(J)
+    assert bool((J @ d >= -1e-10).all())
+
+
+def test_dependent_rows_get_zero_projection_and_weight():
+    J = make_J(3, 8, seed=1)
+    J = torch.cat([J, (2 * J[0] - J[1])[None]])  # rows 0, 1, 3 are dependent; row 2 is not
+    A, _ = _solvers.as_normalized_numpy(J @ J.T)
+    C = torch.as_tensor(orthogonal_coefficients(A, 1e-10))
+    assert not C[[0, 1, 3]].any()
+    assert C[2].any()
+    P = projected_qr(J[:3])  # the part of row 2 orthogonal to rows 0, 1 (and so to row 3)
+    # one served task of four: its share is 1/4 whatever alpha
+    assert torch.allclose(agg("gradops", alpha=-3.0)(J), P[2] / 4, atol=1e-9)
+
+
+def test_negative_alpha_upweights_the_least_served_task():
+    J = make_J(3, 10, seed=6)
+    P = projected_qr(J)
+    D = P.sum(0)
+    R = (P.norm(dim=1) ** 2) / (J.norm(dim=1) * D.norm())
+    worst = int(R.argmin())
+    share = {a: float(J[worst] @ agg("gradops", alpha=a)(J)) / float(J[worst].norm())
+             for a in (-3.0, 0.0, 3.0)}
+    assert share[-3.0] > share[0.0] > share[3.0]
