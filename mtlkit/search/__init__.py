@@ -19,6 +19,9 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # The classic reporter honours verbose=0; the new one prints banners and TensorBoard hints.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Save Tune's experiment state at every controller step, not every >= 10 s: a driver killed
+# right after a trial finished must not re-run that trial on --resume.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
 
 from mtlkit.search.spec import SearchSpec, Trial, load_spec
 

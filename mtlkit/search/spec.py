@@ -510,7 +510,7 @@ def _validate_trials(spec: SearchSpec, pm: PluginManager, err: _Errors) -> None:
             if sig in checked:
                 continue
             checked.add(sig)
-            where = _origin(spec, trial, kind if key == "name" else key)
+            where = _origin(spec, trial, "probes" if kind == "probe" else kind)
             _check_plugin(pm, kind, name, params, where, key, err, trial)
     if spec.metric.startswith("delta_m"):
         _check_baselines(spec, trials, pm, err)
@@ -531,9 +531,8 @@ def _check_plugin(pm: PluginManager, kind: str, name: str, params: dict[str, Any
         reg = pm.registration(kind, name)
     except MtlkitError:
         names = pm.names(kind)
-        raise err(f"{where} {field} = {name!r}: no {kind} named {name!r} is "
-                  f"installed; installed: {', '.join(names) or '(none)'} "
-                  "(see `mtlkit plugins`)") from None
+        raise err(f"{where} {field} = {name!r}: {kind} {name!r} is not installed; "
+                  f"installed: {', '.join(names) or '(none)'} (see `mtlkit plugins`)") from None
     if kind == "benchmark":
         # Built in the trial only: a benchmark may load data in its constructor.
         _check_signature(reg.factory, params, kind, name, key, err, trial)
