@@ -22,6 +22,8 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Save Tune's experiment state at every controller step, not every >= 10 s: a driver killed
 # right after a trial finished must not re-run that trial on --resume.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+# ... which Tune would otherwise warn about as "excessive" for short epochs.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 from mtlkit.search.spec import SearchSpec, Trial, load_spec
 

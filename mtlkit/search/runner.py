@@ -236,7 +236,9 @@ def build_tuner(spec: SearchSpec, out: Path, *, resume: bool, callbacks: list[An
     run_config = tune.RunConfig(
         name=EXPERIMENT, storage_path=str(out), verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
+        # num_to_keep=1 also makes Tune save and sync its experiment state synchronously after
+        # every trial checkpoint, so a killed driver resumes from the checkpoint just written.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                       run_config=run_config)
 
