@@ -283,8 +283,8 @@ def make_progress_callback(spec: SearchSpec, enabled: bool) -> Any:
     return _Progress()
 
 
-def prepare_out(spec: SearchSpec, out: Path, resume: bool) -> None:
-    """Record the spec on a first run; on --resume check it is the same search."""
+def check_out(spec: SearchSpec, out: Path, resume: bool) -> None:
+    """Refuse a used folder on a first run; on --resume check it is the same search."""
     state = out / "search.json"
     if resume:
         if not state.is_file() or not (out / EXPERIMENT).is_dir():
@@ -298,10 +298,13 @@ def prepare_out(spec: SearchSpec, out: Path, resume: bool) -> None:
     if state.exists() or (out / EXPERIMENT).exists():
         raise ConfigError(f"invalid --out {str(out)!r}: it already holds a search; use "
                           "--resume to continue it or choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def record_spec(spec: SearchSpec, out: Path) -> None:
     from mtlkit.results import write_json
 
-    write_json(state, {"spec": spec.raw, "path": spec.path, "quick": spec.quick,
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "search.json", {"spec": spec.raw, "path": spec.path, "quick": spec.quick,
                        "fingerprint": spec.fingerprint(),
                        "trials": [t.to_dict() for t in spec.trials()]})
 
@@ -310,12 +313,14 @@ def run_search(spec: SearchSpec, out: str | Path, *, address: str | None = None,
                resume: bool = False, verbose: bool = True) -> Any:
     """Run (or resume) ``spec`` into ``out``; returns Tune's ResultGrid."""
     out = Path(out).expanduser().resolve()
-    prepare_out(spec, out, resume)
+    check_out(spec, out, resume)
     import ray
 
     owns = connect(address)
     try:
         check_capacity(spec)
+        if not resume:
+            record_spec(spec, out)
         tuner = build_tuner(spec, out, resume=resume,
                             callbacks=[make_progress_callback(spec, verbose)])
         return tuner.fit()

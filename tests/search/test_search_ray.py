@@ -201,6 +201,18 @@ def test_resume_refuses_a_changed_spec_and_a_fresh_run_refuses_a_used_folder(tmp
     assert main(["search", str(spec), "--out", str(out), "--quiet", "--resume"]) == 2
 
 
+def test_gpu_share_on_a_cluster_without_gpus_is_refused_before_trials(tmp_path, ray_cluster,
+                                                                     capsys):
+    from mtlkit.cli import main
+
+    spec = write_spec(tmp_path, '[search]\ngpus_per_trial = 0.25\n[grid]\nseed = [0]\n')
+    out = tmp_path / "out"
+    assert main(["search", str(spec), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "gpus_per_trial=0.25" in err and "has 0 GPUs" in err
+    assert not out.exists()
+
+
 def test_optuna_search_with_asha_samples_the_space(tmp_path, ray_cluster):
     pytest.importorskip("optuna")
     from mtlkit.search import load_spec
