@@ -207,14 +207,12 @@ def build_tuner(spec: SearchSpec, out: Path, *, resume: bool, callbacks: list[An
                                    "gpus": spec.gpus_per_trial}
     search_alg = None
     if spec.search_alg == "optuna":
-        from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
         param_space["trial"] = spec.trials()[0].to_dict()
         param_space["space"] = {k: d.to_tune() for k, d in spec.space.items()}
+        # max_concurrent_trials below wraps it in a ConcurrencyLimiter.
         search_alg = OptunaSearch(seed=spec.seed)
-        if spec.max_concurrent:
-            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=spec.max_concurrent)
     else:
         param_space["trial"] = tune.grid_search([t.to_dict() for t in spec.trials()])
     scheduler = None

@@ -63,15 +63,15 @@ def test_embedded_local_ray_writes_summary_with_metrics(tmp_path, ray_tmpdir):
         name = "local"
         [grid]
         aggregator = ["mean"]
-        seed = [0, 1, 2]
+        seed = [0, 1]
     """)
     out = tmp_path / "out"
     proc = run_mtlkit("search", str(spec), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = read_summary(out)
-    assert len(rows) == 3
-    assert sorted(r["seed"] for r in rows) == ["0", "1", "2"]
-    assert len({r["trial_id"] for r in rows}) == 3
+    assert len(rows) == 2
+    assert sorted(r["seed"] for r in rows) == ["0", "1"]
+    assert len({r["trial_id"] for r in rows}) == 2
     for row in rows:
         assert row["status"] == "done" and row["epochs"] == "2"
         for col in METRIC_COLUMNS:
@@ -81,7 +81,7 @@ def test_embedded_local_ray_writes_summary_with_metrics(tmp_path, ray_tmpdir):
         assert float(row["trainable_fraction"]) == 1.0
         assert (Path(row["out_dir"]) / "results.json").is_file()
     table = (out / "summary.md").read_text()
-    assert "| aggregator | n |" in table and "| mean | 3 |" in table and " ± " in table
+    assert "| aggregator | n |" in table and "| mean | 2 |" in table and " ± " in table
 
 
 def test_trials_run_on_both_nodes_of_a_cluster(tmp_path, ray_cluster):
@@ -89,13 +89,13 @@ def test_trials_run_on_both_nodes_of_a_cluster(tmp_path, ray_cluster):
         [search]
         name = "two_nodes"
         [grid]
-        seed = [0, 1, 2, 3]
-    """, epochs=3)
+        seed = [0, 1]
+    """)
     out = tmp_path / "out"
     proc = run_mtlkit("search", str(spec), "--address", ray_cluster.address, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = read_summary(out)
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"done"}
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"done"}
     node_ids = {node.node_id for node in ray_cluster.list_all_nodes()}
     used = {r["node_id"] for r in rows}
     assert used == node_ids and len(used) == 2
@@ -108,7 +108,7 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, ray_cluste
         max_failures = 2
         [grid]
         seed = [0]
-    """, epochs=6, n_train=2048)
+    """, epochs=5, n_train=2048)
     out = tmp_path / "out"
     proc = subprocess.Popen(mtlkit_command("search", str(spec), "--address",
                                            ray_cluster.address, "--out", str(out)),
@@ -128,13 +128,13 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, ray_cluste
     tries = attempts(out, trial_id)
     assert len(tries) == 2
     assert tries[0]["resumed_from_epoch"] == 0 and tries[1]["pid"] != first["pid"]
-    assert 2 <= tries[1]["resumed_from_epoch"] < 6   # from a checkpoint, not from scratch
+    assert 2 <= tries[1]["resumed_from_epoch"] < 5   # from a checkpoint, not from scratch
     (row,) = read_summary(out)
-    assert row["status"] == "done" and row["epochs"] == "6" and row["attempts"] == "2"
+    assert row["status"] == "done" and row["epochs"] == "5" and row["attempts"] == "2"
     its = iterations(out, trial_id)
-    assert its == sorted(set(its)) and its[-1] == 6  # no epoch reported twice
+    assert its == [1, 2, 3, 4, 5]  # every epoch reported, none twice
     history = json.loads((Path(row["out_dir"]) / "results.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
 
 
 def test_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path, ray_cluster):
@@ -144,7 +144,7 @@ def test_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path, ray_
         max_concurrent = 1
         [grid]
         seed = [0, 1, 2]
-    """, epochs=4, n_train=2048)
+    """, epochs=3, n_train=1024)
     out = tmp_path / "out"
     cmd = ("search", str(spec), "--address", ray_cluster.address, "--out", str(out))
     proc = subprocess.Popen(mtlkit_command(*cmd), stdout=subprocess.PIPE,
@@ -184,7 +184,7 @@ def test_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path, ray_
     assert len(tries) == 2 and tries[1]["resumed_from_epoch"] >= 1
     for row in rows:
         its = iterations(out, row["trial_id"])
-        assert its == [1, 2, 3, 4], (row["trial_id"], its)
+        assert its == [1, 2, 3], (row["trial_id"], its)
 
 
 def test_resume_refuses_a_changed_spec_and_a_fresh_run_refuses_a_used_folder(tmp_path,
