@@ -1,6 +1,6 @@
 """Search overhead: the same N short trials through ``mtlkit search`` vs sequentially in-process.
 
-    python benchmarks/search_overhead.py [--trials 8] [--epochs 2] [--n-train 2048]
+    python benchmarks/search_overhead.py [--trials 8] [--epochs 4] [--n-train 8192]
                                          [--batch-size 64] [--repeat 1]
 
 Both sides are timed as whole fresh processes (interpreter start, imports, and for the search
@@ -65,8 +65,8 @@ def timed(cmd: list[str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--n-train", type=int, default=2048)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--n-train", type=int, default=8192)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=1, help="alternate runs; report each")
     parser.add_argument("--seq-threads", type=int, default=1,

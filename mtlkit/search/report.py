@@ -132,6 +132,16 @@ def markdown_table(keys: list[str], table: list[dict[str, Any]], spec: SearchSpe
 
 def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """The two standard figures, when the search varies what they show; needs matplotlib."""
+    done = [r for r in rows if r["status"] in ("done", "stopped_early")]
+    y_key = "delta_m" if any(_num(r.get("delta_m")) for r in done) else next(
+        (c for c in _metric_columns(done) if c.startswith("test.mean.")), None)
+    fractions = {round(r["trainable_fraction"], 4) for r in done
+                 if _num(r.get("trainable_fraction"))}
+    density_plot = bool(y_key) and len(fractions) > 1
+    masks = sorted({str(r.get("mask")) for r in done})
+    conflict_plot = len(masks) > 1 and any(_num(r.get("p_all_pct")) for r in done)
+    if not (density_plot or conflict_plot):
+        return []  # and skip the matplotlib import (about a second)
     try:
         import matplotlib
 
@@ -139,13 +149,8 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    done = [r for r in rows if r["status"] in ("done", "stopped_early")]
     written = []
-    y_key = "delta_m" if any(_num(r.get("delta_m")) for r in done) else next(
-        (c for c in _metric_columns(done) if c.startswith("test.mean.")), None)
-    fractions = {round(r["trainable_fraction"], 4) for r in done
-                 if _num(r.get("trainable_fraction"))}
-    if y_key and len(fractions) > 1:
+    if density_plot:
         fig, ax = plt.subplots(figsize=(6, 4))
         for method, group in _by(done, "aggregator").items():
             pts = _mean_std(group, "trainable_fraction", y_key)
@@ -161,8 +166,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)
-    masks = sorted({str(r.get("mask")) for r in done})
-    if len(masks) > 1 and any(_num(r.get("p_all_pct")) for r in done):
+    if conflict_plot:
         methods = sorted(_by(done, "aggregator"))
         fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(methods) + 2), 4))
         width = 0.8 / len(masks)
