@@ -118,7 +118,7 @@ def markdown_table(keys: list[str], table: list[dict[str, Any]], spec: SearchSpe
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for entry in table:
-        cells = [str(entry.get(k)) for k in keys] + [str(entry["n"])]
+        cells = [_key_cell(entry.get(k)) for k in keys] + [str(entry["n"])]
         for m in metrics:
             v = entry.get(m)
             cells.append("–" if v is None else f"{v[0]:.4g} ± {v[1]:.2g}")
@@ -128,6 +128,11 @@ def markdown_table(keys: list[str], table: list[dict[str, Any]], spec: SearchSpe
         lines += ["", f"{len(failed)} trial(s) failed: "
                   + "; ".join(f"{r['trial_id']} ({r['error']})" for r in failed)]
     return "\n".join(lines) + "\n"
+
+
+def _key_cell(value: Any) -> str:
+    # Optuna samples floats such as 0.5488135039273248; the table needs 4 significant digits.
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
