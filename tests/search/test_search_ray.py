@@ -110,9 +110,10 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, ray_cluste
         seed = [0]
     """, epochs=5, n_train=2048)
     out = tmp_path / "out"
-    proc = subprocess.Popen(mtlkit_command("search", str(spec), "--address",
-                                           ray_cluster.address, "--out", str(out)),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # RAY_ADDRESS instead of --address: the same attach path.
+    proc = subprocess.Popen(mtlkit_command("search", str(spec), "--out", str(out)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "RAY_ADDRESS": ray_cluster.address})
     try:
         ckpt = wait_for(lambda: sorted((out / "tune").glob("*/checkpoint_000001")), 120,
                         "the second epoch checkpoint", proc)
@@ -131,6 +132,7 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, ray_cluste
     assert 2 <= tries[1]["resumed_from_epoch"] < 5   # from a checkpoint, not from scratch
     (row,) = read_summary(out)
     assert row["status"] == "done" and row["epochs"] == "5" and row["attempts"] == "2"
+    assert row["node_id"] in {node.node_id for node in ray_cluster.list_all_nodes()}
     its = iterations(out, trial_id)
     assert its == [1, 2, 3, 4, 5]  # every epoch reported, none twice
     history = json.loads((Path(row["out_dir"]) / "results.json").read_text())["history"]
