@@ -115,9 +115,14 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, ray_cluste
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "RAY_ADDRESS": ray_cluster.address})
     try:
-        ckpt = wait_for(lambda: sorted((out / "tune").glob("*/checkpoint_000001")), 120,
-                        "the second epoch checkpoint", proc)
-        trial_id = ckpt[0].parent.name
+        def two_epochs_recorded():
+            # the driver has processed (and synced) two results, each with its checkpoint
+            for path in (out / "tune").glob("*/result.json"):
+                if len(path.read_text().split("\n")) > 2:
+                    return path.parent.name
+            return None
+
+        trial_id = wait_for(two_epochs_recorded, 120, "two recorded epochs", proc)
         first = attempts(out, trial_id)[0]
         os.kill(first["pid"], signal.SIGKILL)  # the Ray worker running the trial
         output, _ = proc.communicate(timeout=180)
