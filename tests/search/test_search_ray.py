@@ -140,8 +140,16 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, ray_cluste
     assert row["node_id"] in {node.node_id for node in ray_cluster.list_all_nodes()}
     its = iterations(out, trial_id)
     assert its == [1, 2, 3, 4, 5]  # every epoch reported, none twice
-    history = json.loads((Path(row["out_dir"]) / "results.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+    resumed = json.loads((Path(row["out_dir"]) / "results.json").read_text())
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4, 5]
+    # the retried trial ends exactly where an uninterrupted run ends
+    from mtlkit.config import make_config
+    from mtlkit.trainer import Trainer
+
+    values = {**resumed["config"], "checkpoint": False}
+    straight = Trainer(make_config(values), None, progress=False).fit()
+    assert straight["tasks"] == resumed["tasks"]
+    assert straight["conflict"]["incidence_all"] == resumed["conflict"]["incidence_all"]
 
 
 def test_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path, ray_cluster):
