@@ -66,3 +66,27 @@ def test_plugin_absent_without_install():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "unknown aggregator 'coordinate_median'" in proc.stderr
+
+
+def test_example_plugin_passes_property_kit_in_one_line(installed_example, tmp_path):
+    """A third-party author's test file: one ``aggregator_suite`` line runs every check."""
+    tests = EXAMPLE / "tests"
+    proc = _run(installed_example, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                "--rootdir", str(tmp_path), str(tests))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_property_kit_catches_a_false_claim(installed_example, tmp_path):
+    """The same one-liner fails for an aggregator that claims a property it lacks."""
+    test_file = tmp_path / "test_false_claim.py"
+    test_file.write_text(
+        "from mtlkit.testing.pytest_plugin import aggregator_suite\n"
+        "from mtlkit_example_plugin import CoordinateMedian\n"
+        "class ClaimsTooMuch(CoordinateMedian):\n"
+        "    properties = CoordinateMedian.properties | {'non_conflicting'}\n"
+        "test_claims = aggregator_suite(ClaimsTooMuch, max_examples=30)\n")
+    proc = _run(installed_example, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                "--rootdir", str(tmp_path), str(test_file))
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "non_conflicting" in proc.stdout and "failed" in proc.stdout
