@@ -30,10 +30,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mtlkit import __version__
+from mtlkit.aggregation import Aggregator, GramianWeighting
 from mtlkit.benchmarks import Benchmark, InMemoryDataset
 from mtlkit.config import TrainConfig
 from mtlkit.errors import ConfigError, GradientError
-from mtlkit.jacobian import JacobianEngine
+from mtlkit.jacobian import JacobianEngine, all_finite, check_gramian
 from mtlkit.masking import FrozenGuard, MaskContext, ParameterMask
 from mtlkit.metrics import delta_m_metric_level, delta_m_task_level
 from mtlkit.plugins import PluginManager, get_plugin_manager
@@ -130,7 +131,12 @@ class Trainer:
         self.agg_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
 
         self.mask = self._select_mask(step=0)
-        self.engine = JacobianEngine(self.shared, self.mask, mode=cfg.jacobian)
+        self.gradient_path = gradient_path(cfg, self.aggregator, self.model)
+        engine_mode = cfg.jacobian if cfg.jacobian in ("loop", "batched") else "loop"
+        self.engine = JacobianEngine(self.shared, self.mask, mode=engine_mode)
+        #: a GramianWeighting that keeps the base aggregate(): only w(G) is ever asked of it
+        self.gramian_weights = (isinstance(self.aggregator, GramianWeighting)
+                                and type(self.aggregator).aggregate is GramianWeighting.aggregate)
         self.guard = FrozenGuard(dict(self.shared), self.mask)
         self.optimizer = self._make_optimizer()
         self.step = 0
@@ -210,58 +216,127 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> dict[str, float] | None:
         """One optimizer step; returns per-task losses, or ``None`` if the step was skipped."""
-        cfg = self.config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        losses = self._losses(self.model(x), y)
+        z = None
+        if self.gradient_path == "representation":
+            z = self.model.represent(x)
+            outputs = self.model.heads_forward(z)
+        else:
+            outputs = self.model(x)
+        losses = self._losses(outputs, y)
         if not bool(torch.isfinite(losses).all()):
             bad = [t for t, v in zip(self.task_names, losses.tolist()) if not math.isfinite(v)]
             return self._nonfinite(f"non-finite loss for task(s) {', '.join(bad)}")
         context = {"losses": losses.detach(), "step": self.step, "epoch": self.epoch,
                    "task_names": self.task_names, "generator": self.agg_generator}
         due = self._probe_due()
-        loss_only = self.aggregator.requires == "losses"
-        if loss_only and not due:
-            weights = self.aggregator.loss_weights(losses.detach(), context)
-            (weights.to(losses.dtype) * losses).sum().backward()
-            self._mask_shared_grads()
-        else:
-            result = self.engine.compute(losses, [] if loss_only else self.task_params,
-                                         full=bool(due), retain_graph=loss_only)
-            J = result.J
-            if self.aggregator.requires == "gramian":
-                context["gramian"] = J @ J.T
-            if due:
-                self._observe(due, J, result.full_grads, losses.detach(), context)
-            if loss_only:
-                weights = self.aggregator.loss_weights(losses.detach(), context)
-                (weights.to(losses.dtype) * losses).sum().backward()
-                self._mask_shared_grads()
+        try:
+            if self.gradient_path == "losses":
+                self._loss_step(losses, context, due)
+            elif self.gradient_path == "representation":
+                self._representation_step(losses, z, context, due)
+            elif self.gradient_path == "gramian":
+                self._gramian_step(losses, context, due)
             else:
-                try:
-                    d = self.aggregator(J, **context)
-                except GradientError as exc:
-                    return self._nonfinite(str(exc))
-                if not bool(torch.isfinite(d).all()):
-                    return self._nonfinite(
-                        f"aggregator {cfg.aggregator!r} returned a non-finite update")
-                self.engine.scatter(d)
+                self._jacobian_step(losses, context, due)
+        except GradientError as exc:
+            return self._nonfinite(str(exc))
         self.optimizer.step()
         self.guard.restore()
         self.aggregator.after_step(context)
         return dict(zip(self.task_names, losses.detach().tolist()))
 
+    # The four gradient paths; which one runs is fixed at set-up (see gradient_path()).
+
+    def _loss_step(self, losses, context, due) -> None:
+        if due:  # probes still need the per-task gradients
+            result = self.engine.compute(losses, [], full=True, retain_graph=True)
+            self._observe(due, result.J, result.full_grads, losses.detach(), context)
+        weights = self.aggregator.loss_weights(losses.detach(), context)
+        (weights.to(losses.dtype) * losses).sum().backward()
+        self._mask_shared_grads()
+
+    def _jacobian_step(self, losses, context, due) -> None:
+        result = self.engine.compute(losses, self.task_params, full=bool(due))
+        J = result.J
+        if self.gramian_weights:
+            # d = w^T J with w from G alone: one mm, one mv, O(K) checks, no pass over J
+            G = J @ J.T
+            context["gramian"] = G
+            if due:
+                self._observe(due, J, result.full_grads, losses.detach(), context)
+            self.engine.write_weighted(J, self._weights(G, context))
+            return
+        if self.aggregator.requires == "gramian":
+            context["gramian"] = J @ J.T
+        if due:
+            self._observe(due, J, result.full_grads, losses.detach(), context)
+        self._apply(self.aggregator(J, **context))
+
+    def _gramian_step(self, losses, context, due) -> None:
+        G, grads = self.engine.gramian(losses, self.task_params, full=bool(due))
+        context["gramian"] = G
+        J = self.engine.assemble(grads) if due or not self.gramian_weights else None
+        if due:
+            self._observe(due, J, grads, losses.detach(), context)
+        if J is not None and not self.gramian_weights:
+            # the aggregator overrides aggregate(): it gets J (formed from the kept gradients)
+            self._apply(self.aggregator(J, **context))
+            return
+        self.engine.write_combination(grads, self._weights(G, context))
+
+    def _representation_step(self, losses, z, context, due) -> None:
+        if due:  # the probes observe parameter-level gradients, as in every other mode
+            result = self.engine.compute(losses, [], full=True, retain_graph=True)
+            self._observe(due, result.J, result.full_grads, losses.detach(), context)
+        Z = self.engine.representation(losses, z, self.task_params)
+        if self.gramian_weights:
+            G = Z @ Z.T
+            context["gramian"] = G
+            dz = torch.mv(Z.t(), self._weights(G, context))
+        else:
+            context["representation_jacobian"] = Z
+            dz = self.aggregator(Z, **context)
+            if not all_finite(dz):
+                raise GradientError(f"aggregator {self.config.aggregator!r} returned a "
+                                    "non-finite update")
+        self.engine.backward_representation(z, dz)
+
+    def _weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        """A :class:`GramianWeighting`'s ``w``, with the base class's guarantees checked on G."""
+        K = G.shape[0]
+        if check_gramian(G, self.task_names):  # all-zero J: zero update
+            return torch.zeros(K, dtype=G.dtype, device=G.device)
+        if K == 1:
+            return torch.ones(1, dtype=G.dtype, device=G.device)
+        w = self.aggregator.weights(G, context).to(device=G.device, dtype=G.dtype)
+        if w.shape != (K,):
+            raise RuntimeError(f"{type(self.aggregator).__name__}.weights returned shape "
+                               f"{tuple(w.shape)}, expected ({K},)")
+        if not bool(torch.isfinite(w).all()):
+            raise GradientError(f"aggregator {self.config.aggregator!r} returned non-finite "
+                                "weights")
+        return w
+
+    def _apply(self, d: torch.Tensor) -> None:
+        if not all_finite(d):
+            raise GradientError(f"aggregator {self.config.aggregator!r} returned a non-finite "
+                                "update")
+        self.engine.scatter(d)
+
     def _mask_shared_grads(self) -> None:
-        for name, p in self.shared:
-            m = self.mask.masks[name]
-            if p.grad is not None and not bool(m.all()):
-                p.grad.mul_(m)
+        for p, frozen in zip(self.engine.params, self.engine.frozen):
+            if p.grad is not None and frozen is not None:
+                p.grad.masked_fill_(frozen, 0)
 
     def _nonfinite(self, message: str) -> None:
         if self.config.nonfinite == "skip":
             self.skipped_steps += 1
             self.optimizer.zero_grad(set_to_none=True)
             return None
+        if "nonfinite='skip'" in message:
+            raise GradientError(f"step {self.step}: {message}")
         raise GradientError(f"step {self.step}: {message}; no update was applied "
                             "(nonfinite='skip' skips such steps)")
 
@@ -459,6 +534,27 @@ class Trainer:
         self.wall_s = state["wall_s"]
         self.agg_generator.set_state(state["agg_generator"])
         torch.set_rng_state(state["torch_rng"])
+
+
+def gradient_path(config: TrainConfig, aggregator: Aggregator, model: nn.Module) -> str:
+    """Which gradient path a run takes: ``losses``, ``loop``, ``batched``, ``gramian`` or
+    ``representation``; incompatible choices are one error naming both sides."""
+    if aggregator.requires == "losses":
+        return "losses"  # one backward of sum_k w_k L_k; the engine only serves probes
+    path = config.jacobian
+    if getattr(aggregator, "gradient_level", "parameters") == "representation":
+        path = "representation"
+    if path == "gramian" and aggregator.requires != "gramian":
+        raise ConfigError(
+            f"jacobian='gramian' cannot run aggregator {config.aggregator!r}: it needs the full "
+            f"[K, n] Jacobian (requires={aggregator.requires!r}), and gramian mode only forms "
+            "J J^T; use jacobian='loop' or 'batched' with it")
+    if path == "representation" and not (hasattr(model, "represent")
+                                         and hasattr(model, "heads_forward")):
+        raise ConfigError(
+            f"jacobian='representation' (needed by aggregator {config.aggregator!r}) needs a "
+            f"model with represent() and heads_forward(); {type(model).__name__} has none")
+    return path
 
 
 def _resolve_device(name: str) -> str:
