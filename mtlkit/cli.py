@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from mtlkit import __version__
 from mtlkit.errors import MtlkitError
 
-COMMANDS = ("train", "plugins")
+COMMANDS = ("train", "plugins", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
