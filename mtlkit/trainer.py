@@ -347,7 +347,8 @@ class Trainer:
             task_names=self.task_names, J=J, full_grads=full_grads,
             layout=self.engine.layout, losses=losses)
         if "gramian" in context:
-            obs.__dict__["gramian"] = context["gramian"]
+            # prime the cached property (a slot: attrs classes have no __dict__)
+            object.__setattr__(obs, "gramian", context["gramian"])
         row: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
         for name in due:
             record = self.probes[name].observe(obs)
