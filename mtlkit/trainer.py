@@ -30,11 +30,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mtlkit import __version__
-from mtlkit.aggregation import Aggregator, GramianWeighting
+from mtlkit.aggregation import Aggregator, GramianWeighting, check_jacobian
 from mtlkit.benchmarks import Benchmark, InMemoryDataset
 from mtlkit.config import TrainConfig
 from mtlkit.errors import ConfigError, GradientError
-from mtlkit.jacobian import JacobianEngine, all_finite, check_gramian
+from mtlkit.jacobian import JacobianEngine, all_finite, check_gramian, nonfinite_error
 from mtlkit.masking import FrozenGuard, MaskContext, ParameterMask
 from mtlkit.metrics import delta_m_metric_level, delta_m_task_level
 from mtlkit.plugins import PluginManager, get_plugin_manager
@@ -254,8 +254,28 @@ class Trainer:
             result = self.engine.compute(losses, [], full=True, retain_graph=True)
             self._observe(due, result.J, result.full_grads, losses.detach(), context)
         weights = self.aggregator.loss_weights(losses.detach(), context)
-        (weights.to(losses.dtype) * losses).sum().backward()
+        # the graph is kept (no extra time) so that a non-finite gradient can be traced back
+        # to the tasks that caused it
+        (weights.to(losses.dtype) * losses).sum().backward(retain_graph=True)
+        if not self._grads_finite():
+            self._name_nonfinite_tasks(losses)
         self._mask_shared_grads()
+
+    def _grads_finite(self) -> bool:
+        sums = [p.grad.sum() for p in self.model.parameters() if p.grad is not None]
+        return not sums or bool(torch.isfinite(torch.stack(sums).sum()))  # one host sync
+
+    def _name_nonfinite_tasks(self, losses: torch.Tensor) -> None:
+        """Per-task gradients, only after a non-finite weighted backward: name the tasks."""
+        J = self.engine.compute(losses, [], retain_graph=True).J
+        check_jacobian(J, self.task_names)
+        bad = [t for t, ps in zip(self.task_names, self.task_params)
+               if any(p.grad is not None and not all_finite(p.grad) for p in ps)]
+        if bad or not all_finite(J):
+            raise nonfinite_error([self.task_names.index(t) for t in bad], self.task_names)
+        if not all(all_finite(p.grad) for p in self.model.parameters() if p.grad is not None):
+            raise GradientError("non-finite (NaN/Inf) gradient of the weighted loss; refusing "
+                                "to update (set nonfinite='skip' to skip such steps instead)")
 
     def _jacobian_step(self, losses, context, due) -> None:
         result = self.engine.compute(losses, self.task_params, full=bool(due))
