@@ -52,6 +52,15 @@ class JacobianResult:
     gramian: torch.Tensor | None = None
 
 
+@attrs.define(eq=False)
+class KeptGradients:
+    """Per-task shared gradients kept between the Gramian and the weighted combination."""
+
+    per_task: TaskGrads
+    #: ``stacked[i]``: ``[K, *shape]`` gradients of parameter i (batched producer), or ``None``
+    stacked: list[torch.Tensor | None] | None = None
+
+
 def nonfinite_error(rows: Sequence[int], task_names: Sequence[str] | None) -> GradientError:
     """The error for non-finite task gradients, naming the tasks."""
     names = list(task_names) if task_names is not None else []
@@ -237,30 +246,42 @@ class JacobianEngine:
         *,
         full: bool = False,
         retain_graph: bool = False,
-    ) -> tuple[torch.Tensor, TaskGrads]:
+    ) -> tuple[torch.Tensor, KeptGradients]:
         """``G = J J^T`` on the trainable coordinates without forming ``J``.
 
         Returns ``G`` and the per-task gradients (autograd's own tensors, kept for
         :meth:`write_combination`). Task-specific parameters get their gradients as in
-        :meth:`compute`.
+        :meth:`compute`. With the batched producer autograd already returns each parameter's
+        gradients stacked as ``[K, ...]``: those blocks are used in place, with no copy at all.
         """
         K = losses.shape[0]
         task_params = task_params or [()] * K
-        grads: TaskGrads = []
+        like = self.params[self._active[0]]
+        G = torch.zeros(K, K, dtype=like.dtype, device=like.device)
+        if self.mode == "batched":
+            kept = self._stacked(losses, self._shared_indices(full), task_params, retain_graph)
+            for i in self._active:
+                block = kept.stacked[i]
+                if block is None:
+                    continue
+                block = block.reshape(K, -1)
+                if self.index[i] is not None:
+                    block = block.index_select(1, self.index[i])
+                G.addmm_(block, block.t())
+            return G, kept
+        per_task: TaskGrads = []
         for k, (by_param, own_grads) in enumerate(
                 self._per_task(losses, self._shared_indices(full), task_params, retain_graph,
                                "loop")):
             for p, g in zip(task_params[k], own_grads):
                 _accumulate(p, g)
-            grads.append(by_param)
-        like = self.params[self._active[0]]
-        G = torch.zeros(K, K, dtype=like.dtype, device=like.device)
+            per_task.append(by_param)
         S = self._scratch_for(K, like)
         for i in self._active:
             # one [K, n_i] block at a time: the mm reads it while it is still in cache
             block = S.narrow(1, 0, self.layout.sizes[i])
             for k in range(K):
-                g = grads[k][i]
+                g = per_task[k][i]
                 if g is None:
                     block[k].zero_()
                 elif self.index[i] is None:
@@ -268,28 +289,53 @@ class JacobianEngine:
                 else:
                     torch.index_select(g.reshape(-1), 0, self.index[i], out=block[k])
             G.addmm_(block, block.t())
-        return G, grads
+        return G, KeptGradients(per_task)
 
-    def write_combination(self, grads: TaskGrads, w: torch.Tensor) -> None:
+    def _stacked(self, losses, shared_idx, task_params, retain_graph) -> KeptGradients:
+        K = losses.shape[0]
+        shared = [self.params[i] for i in shared_idx]
+        own = [p for ps in task_params for p in ps]
+        eye = torch.eye(K, dtype=losses.dtype, device=losses.device)
+        grads = torch.autograd.grad(losses, [*shared, *own], grad_outputs=eye,
+                                    retain_graph=retain_graph, allow_unused=True,
+                                    is_grads_batched=True)
+        stacked: list[torch.Tensor | None] = [None] * len(self.params)
+        for i, g in zip(shared_idx, grads):
+            stacked[i] = g
+        start = len(shared)
+        for k, ps in enumerate(task_params):
+            for p, g in zip(ps, grads[start:start + len(ps)]):
+                _accumulate(p, None if g is None else g[k])
+            start += len(ps)
+        per_task = [[None if g is None else g[k] for g in stacked] for k in range(K)]
+        return KeptGradients(per_task, stacked)
+
+    def write_combination(self, kept: KeptGradients, w: torch.Tensor) -> None:
         """``.grad = sum_k w_k g_k`` per shared parameter (frozen coordinates exactly 0).
 
         ``w`` stays on the device: the scaling by the 0-d ``w[k]`` needs no host sync.
         """
+        K = w.shape[0]
         for i, p in enumerate(self.params):
             if self.layout.sizes[i] == 0:
                 p.grad = None
                 continue
             dst = self._grad_buf(i)
-            started = False
-            for k, by_param in enumerate(grads):
-                g = by_param[i]
-                if g is None:
-                    continue
-                if started:
-                    dst.addcmul_(g, w[k])
-                else:
-                    torch.mul(g, w[k], out=dst)
-                    started = True
+            block = kept.stacked[i] if kept.stacked is not None else None
+            if block is not None:
+                torch.mv(block.reshape(K, -1).t(), w, out=dst.view(-1))
+                started = True
+            else:
+                started = False
+                for k, by_param in enumerate(kept.per_task):
+                    g = by_param[i]
+                    if g is None:
+                        continue
+                    if started:
+                        dst.addcmul_(g, w[k])
+                    else:
+                        torch.mul(g, w[k], out=dst)
+                        started = True
             if not started:
                 dst.zero_()
             elif self.frozen[i] is not None:

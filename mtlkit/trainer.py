@@ -132,7 +132,7 @@ class Trainer:
 
         self.mask = self._select_mask(step=0)
         self.gradient_path = gradient_path(cfg, self.aggregator, self.model)
-        engine_mode = cfg.jacobian if cfg.jacobian in ("loop", "batched") else "loop"
+        engine_mode = "batched" if cfg.jacobian == "batched" else "loop"
         self.engine = JacobianEngine(self.shared, self.mask, mode=engine_mode)
         #: a GramianWeighting that keeps the base aggregate(): only w(G) is ever asked of it
         self.gramian_weights = (isinstance(self.aggregator, GramianWeighting)
@@ -236,7 +236,9 @@ class Trainer:
                 self._loss_step(losses, context, due)
             elif self.gradient_path == "representation":
                 self._representation_step(losses, z, context, due)
-            elif self.gradient_path == "gramian":
+            elif self.gradient_path == "gramian" or (self.gradient_path == "batched"
+                                                     and self.gramian_weights):
+                # batched VJPs come stacked per parameter: G and w^T J need no J at all
                 self._gramian_step(losses, context, due)
             else:
                 self._jacobian_step(losses, context, due)
@@ -295,16 +297,16 @@ class Trainer:
         self._apply(self.aggregator(J, **context))
 
     def _gramian_step(self, losses, context, due) -> None:
-        G, grads = self.engine.gramian(losses, self.task_params, full=bool(due))
+        G, kept = self.engine.gramian(losses, self.task_params, full=bool(due))
         context["gramian"] = G
-        J = self.engine.assemble(grads) if due or not self.gramian_weights else None
+        J = self.engine.assemble(kept.per_task) if due or not self.gramian_weights else None
         if due:
-            self._observe(due, J, grads, losses.detach(), context)
+            self._observe(due, J, kept.per_task, losses.detach(), context)
         if J is not None and not self.gramian_weights:
             # the aggregator overrides aggregate(): it gets J (formed from the kept gradients)
             self._apply(self.aggregator(J, **context))
             return
-        self.engine.write_combination(grads, self._weights(G, context))
+        self.engine.write_combination(kept, self._weights(G, context))
 
     def _representation_step(self, losses, z, context, due) -> None:
         if due:  # the probes observe parameter-level gradients, as in every other mode

@@ -99,15 +99,17 @@ def test_jacobian_matches_naive_reference(model_name, masked, mode):
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))
 @pytest.mark.parametrize("masked", [False, True])
-def test_gramian_mode_matches_reference(model_name, masked):
+@pytest.mark.parametrize("producer", ["loop", "batched"])
+def test_gramian_mode_matches_reference(model_name, masked, producer):
     model, x, mask, _frozen = _setup(model_name, "encoder.2.bias" if model_name == "mlp"
                                     else "encoder.conv1.bias", masked)
     J_ref, heads_ref = reference(model, x, mask)
-    engine = JacobianEngine(model.shared_named_parameters(), mask)
+    engine = JacobianEngine(model.shared_named_parameters(), mask, mode=producer)
     tp = _task_params(model)
     G, grads = engine.gramian(losses_of(model, x), tp)
+    assert (grads.stacked is not None) == (producer == "batched")
     torch.testing.assert_close(G, J_ref @ J_ref.T, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(engine.assemble(grads), J_ref, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(engine.assemble(grads.per_task), J_ref, rtol=1e-4, atol=1e-6)
     w = torch.tensor([0.5, -0.25, 2.0])
     engine.write_combination(grads, w)
     _check_grad_is(engine, w @ J_ref, mask)
