@@ -68,6 +68,9 @@ class Aggregator:
     #: the method is defined on gradients w.r.t. the shared representation (MGDA-UB), and the
     #: trainer then uses the engine's representation path for it whatever ``jacobian`` says.
     gradient_level: ClassVar[str] = "parameters"
+    #: solves its weights iteratively (e.g. Nash-MTL): ``mtlkit bench`` reports its overhead
+    #: instead of holding it to the 1.10x-of-K-backward target
+    iterative_solver: ClassVar[bool] = False
     stateful: ClassVar[bool] = False
 
     def __call__(self, J: torch.Tensor, **context: Any) -> torch.Tensor:
