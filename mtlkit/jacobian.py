@@ -10,9 +10,9 @@ Modes (``TrainConfig.jacobian``, see ``docs/jacobian-engine.md``):
     one call with ``is_grads_batched=True`` (vmapped VJPs); faster for linear encoders.
 ``gramian``
     for :class:`~mtlkit.aggregation.GramianWeighting` aggregators: the ``[K, n]`` matrix is never
-    formed. ``G = sum_p J_p J_p^T`` is accumulated over parameter blocks through a
-    ``[K, largest block]`` scratch, and ``d = w^T J`` is formed per parameter straight into its
-    ``.grad``. Extra memory: ``O(K^2 + K * largest block)`` on top of autograd's own gradients.
+    formed. ``G = sum_p J_p J_p^T`` is accumulated over cache-sized ``[K, 64k]`` pieces of the
+    parameter blocks, and ``d = w^T J`` is formed per parameter straight into its ``.grad``.
+    Extra memory: ``O(K^2 + K * 64k)`` on top of autograd's own per-task gradients.
 ``representation``
     gradients with respect to the shared representation ``z`` (``[K, B * r]``, MGDA-UB style);
     the aggregator runs on those rows and one backward of ``z`` with the aggregated ``dz`` fills
@@ -37,6 +37,8 @@ from mtlkit.masking import ParameterMask
 from mtlkit.probing import ParamLayout
 
 MODES = ("loop", "batched", "gramian", "representation")
+#: columns per piece in the gramian path: K x 64k float32 (2.5 MB at K = 10) stays in cache
+CHUNK = 1 << 16
 
 #: ``grads[k][i]``: task k's gradient on shared parameter i (``None``: not computed or unused)
 TaskGrads = list[list["torch.Tensor | None"]]
@@ -156,7 +158,7 @@ class JacobianEngine:
         return buf
 
     def _scratch_for(self, K: int, like: torch.Tensor) -> torch.Tensor:
-        width = max(self.layout.sizes[i] for i in self._active)
+        width = min(CHUNK, max(self.layout.full_sizes[i] for i in self._active))
         buf = self._scratch
         if buf is None or buf.shape != (K, width) or buf.dtype != like.dtype \
                 or buf.device != like.device:
@@ -278,17 +280,21 @@ class JacobianEngine:
             per_task.append(by_param)
         S = self._scratch_for(K, like)
         for i in self._active:
-            # one [K, n_i] block at a time: the mm reads it while it is still in cache
-            block = S.narrow(1, 0, self.layout.sizes[i])
-            for k in range(K):
-                g = per_task[k][i]
-                if g is None:
-                    block[k].zero_()
-                elif self.index[i] is None:
-                    block[k].copy_(g.reshape(-1))
-                else:
-                    torch.index_select(g.reshape(-1), 0, self.index[i], out=block[k])
-            G.addmm_(block, block.t())
+            idx = self.index[i]
+            for start in range(0, self.layout.sizes[i], CHUNK):
+                # a [K, CHUNK] piece stays in cache between the copy and the mm: J is read
+                # from memory once
+                block = S.narrow(1, 0, min(CHUNK, self.layout.sizes[i] - start))
+                cols = None if idx is None else idx.narrow(0, start, block.shape[1])
+                for k in range(K):
+                    g = per_task[k][i]
+                    if g is None:
+                        block[k].zero_()
+                    elif cols is None:
+                        block[k].copy_(g.reshape(-1).narrow(0, start, block.shape[1]))
+                    else:
+                        torch.index_select(g.reshape(-1), 0, cols, out=block[k])
+                G.addmm_(block, block.t())
         return G, KeptGradients(per_task)
 
     def _stacked(self, losses, shared_idx, task_params, retain_graph) -> KeptGradients:
@@ -313,7 +319,8 @@ class JacobianEngine:
     def write_combination(self, kept: KeptGradients, w: torch.Tensor) -> None:
         """``.grad = sum_k w_k g_k`` per shared parameter (frozen coordinates exactly 0).
 
-        ``w`` stays on the device: the scaling by the 0-d ``w[k]`` needs no host sync.
+        ``w`` stays on the device (no host sync): stacked blocks take one ``mv`` each, kept
+        per-task tensors go through cache-sized pieces (:meth:`_combine_chunked`).
         """
         K = w.shape[0]
         for i, p in enumerate(self.params):
@@ -326,21 +333,30 @@ class JacobianEngine:
                 torch.mv(block.reshape(K, -1).t(), w, out=dst.view(-1))
                 started = True
             else:
-                started = False
-                for k, by_param in enumerate(kept.per_task):
-                    g = by_param[i]
-                    if g is None:
-                        continue
-                    if started:
-                        dst.addcmul_(g, w[k])
-                    else:
-                        torch.mul(g, w[k], out=dst)
-                        started = True
+                started = self._combine_chunked(kept.per_task, i, w, dst.view(-1))
             if not started:
                 dst.zero_()
             elif self.frozen[i] is not None:
                 dst.masked_fill_(self.frozen[i], 0)
             p.grad = dst
+
+    def _combine_chunked(self, per_task: TaskGrads, i: int, w: torch.Tensor,
+                         out: torch.Tensor) -> bool:
+        """``out = sum_k w_k g_k[i]`` through cache-sized ``[K, CHUNK]`` pieces (one mv each)."""
+        grads = [(k, by_param[i]) for k, by_param in enumerate(per_task)
+                 if by_param[i] is not None]
+        if not grads:
+            return False
+        ws = w if len(grads) == len(per_task) else w[[k for k, _ in grads]]
+        S = self._scratch_for(len(per_task), out)
+        size = out.numel()
+        for start in range(0, size, CHUNK):
+            width = min(CHUNK, size - start)
+            block = S[: len(grads)].narrow(1, 0, width)
+            for row, (_, g) in enumerate(grads):
+                block[row].copy_(g.reshape(-1).narrow(0, start, width))
+            torch.mv(block.t(), ws, out=out.narrow(0, start, width))
+        return True
 
     # -- representation-level gradients (MGDA-UB style) --------------------------------------
 

@@ -194,3 +194,18 @@ def test_unknown_mode_is_rejected():
     model, _ = mlp_model()
     with pytest.raises(ValueError, match="jacobian mode 'fast'"):
         JacobianEngine(model.shared_named_parameters(), mode="fast")
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_gramian_pieces_cover_every_column(monkeypatch, masked):
+    import mtlkit.jacobian as jac
+
+    monkeypatch.setattr(jac, "CHUNK", 7)  # many pieces, ragged last one
+    model, x, mask, _ = _setup("mlp", "encoder.2.bias", masked)
+    J_ref, _ = reference(model, x, mask)
+    engine = JacobianEngine(model.shared_named_parameters(), mask)
+    G, kept = engine.gramian(losses_of(model, x), _task_params(model))
+    torch.testing.assert_close(G, J_ref @ J_ref.T, rtol=1e-4, atol=1e-6)
+    w = torch.tensor([1.5, -0.5, 0.25])
+    engine.write_combination(kept, w)
+    _check_grad_is(engine, w @ J_ref, mask)
