@@ -43,6 +43,7 @@ BATCH = 256
 REFERENCE = "ref_gramian_mean"
 #: methods known to run an iterative solver (besides those declaring ``iterative_solver``)
 ITERATIVE = frozenset({"nash_mtl", "nashmtl"})
+PARTS = ("latency", "steps", "density")
 
 
 class _GramianMean(GramianWeighting):
@@ -66,6 +67,7 @@ class Options:
     batch: int = BATCH
     workloads: list[str] = attrs.field(factory=lambda: ["lenet", "mlp"])
     threads: int | None = 2
+    parts: list[str] = attrs.field(factory=lambda: list(PARTS))
 
     @classmethod
     def quick(cls, **overrides: Any) -> Options:
@@ -433,10 +435,13 @@ def run_aggregators_bench(opts: Options, *, emit: Callable[[str], None] = print,
     result = {
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "options": attrs.asdict(opts), "methods": infos,
-        "aggregator_latency": aggregator_latency(methods, opts, pm, emit),
-        "training_steps": training_steps(methods, opts, pm, infos, emit),
-        "density": density_steps(methods, opts, pm, infos, emit),
     }
+    if "latency" in opts.parts:
+        result["aggregator_latency"] = aggregator_latency(methods, opts, pm, emit)
+    if "steps" in opts.parts:
+        result["training_steps"] = training_steps(methods, opts, pm, infos, emit)
+    if "density" in opts.parts:
+        result["density"] = density_steps(methods, opts, pm, infos, emit)
     result["wall_s"] = time.perf_counter() - t0
     emit(f"\n(total {result['wall_s']:.1f} s)")
     if json_path:

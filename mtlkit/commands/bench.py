@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workloads", help="lenet,mlp (default both)")
     p.add_argument("--rounds", type=int, help="interleaved timing rounds (medians over them)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
+    p.add_argument("--only", help="comma-separated parts: latency, steps, density (default all)")
     p.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     return p
 
@@ -73,6 +74,15 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"invalid --workloads={args.workloads!r}: must be lenet, mlp or "
                               "lenet,mlp")
         overrides["workloads"] = workloads
+    if args.only:
+        from mtlkit.bench import PARTS
+
+        parts = [w.strip() for w in args.only.split(",") if w.strip()]
+        bad = [w for w in parts if w not in PARTS]
+        if bad or not parts:
+            raise ConfigError(f"invalid --only={args.only!r}: must be a comma-separated subset "
+                              f"of {', '.join(PARTS)}")
+        overrides["parts"] = parts
     if args.quick:
         opts = Options.quick(**overrides)
     else:
