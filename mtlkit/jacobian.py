@@ -143,6 +143,7 @@ class JacobianEngine:
         self._buffer: torch.Tensor | None = None
         self._scratch: torch.Tensor | None = None
         self._grad_bufs: dict[int, torch.Tensor] = {}
+        self._d_buffer: torch.Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -429,8 +430,15 @@ class JacobianEngine:
                 p.grad = grad
 
     def write_weighted(self, J: torch.Tensor, w: torch.Tensor) -> None:
-        """``.grad = w^T J`` scattered to the parameters (one matrix-vector product)."""
-        self.scatter(torch.mv(J.t(), w.to(J.dtype)))
+        """``.grad = w^T J`` scattered to the parameters (one matrix-vector product).
+
+        The product lands in a reused ``[n]`` buffer whose slices become the ``.grad`` views.
+        """
+        d = self._d_buffer
+        if d is None or d.shape[0] != J.shape[1] or d.dtype != J.dtype or d.device != J.device:
+            d = self._d_buffer = torch.empty(J.shape[1], dtype=J.dtype, device=J.device)
+        torch.mv(J.t(), w.to(J.dtype), out=d)
+        self.scatter(d)
 
     # -- the two gradient producers -----------------------------------------------------------
 
