@@ -9,8 +9,12 @@
           -> scatter d into shared .grad (frozen coordinates: 0) -> optimizer.step()
           -> restore frozen coordinates (bit-identical under momentum / AdamW weight decay)
 
-Loss-level weightings (``requires == "losses"``) skip the Jacobian: one backward of
-``sum_k w_k L_k``. Evaluation on val and test after every ``eval_every`` epochs; metrics are
+The gradient path is fixed at set-up (:func:`gradient_path`, ``docs/jacobian-engine.md``):
+loss-level weightings (``requires == "losses"``, mean included) skip the Jacobian: one backward
+of ``sum_k w_k L_k``; ``GramianWeighting`` methods only ever get ``G`` and return ``w``
+(``.grad = J^T w``); ``gramian`` mode never forms ``J``; ``representation`` mode (or an
+aggregator with ``gradient_level = "representation"``) aggregates gradients w.r.t. the shared
+representation. Evaluation on val and test after every ``eval_every`` epochs; metrics are
 accumulated over the whole split. Deterministic for a seed on CPU.
 """
 
@@ -273,7 +277,7 @@ class Trainer:
         check_jacobian(J, self.task_names)
         bad = [t for t, ps in zip(self.task_names, self.task_params)
                if any(p.grad is not None and not all_finite(p.grad) for p in ps)]
-        if bad or not all_finite(J):
+        if bad:
             raise nonfinite_error([self.task_names.index(t) for t in bad], self.task_names)
         if not all(all_finite(p.grad) for p in self.model.parameters() if p.grad is not None):
             raise GradientError("non-finite (NaN/Inf) gradient of the weighted loss; refusing "
