@@ -200,3 +200,13 @@ def test_nonfinite_task_gradient_is_named_or_skipped(aggregator, jacobian):
     assert skipping.train_step(x, y) is None
     assert skipping.skipped_steps == 1
     assert all(torch.equal(a, b.detach()) for a, b in zip(before, skipping.model.parameters()))
+
+
+def test_cli_names_both_sides_of_an_incompatible_combination(capsys, tmp_path):
+    from mtlkit.cli import main
+
+    rc = main(["train", "--aggregator", "t_summed", "--jacobian", "gramian", "--max-steps", "1",
+               "--benchmark-param", "n_train=32", "--quiet", "--out", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "jacobian='gramian'" in err and "'t_summed'" in err and "Traceback" not in err
