@@ -30,7 +30,7 @@ import attrs
 import torch
 from torch import nn
 
-from mtlkit.aggregation import Aggregator, GramianWeighting
+from mtlkit.aggregation import Aggregator, GramianWeighting, gramian_matrix
 from mtlkit.benchmarks import Benchmark, InMemoryDataset, Splits, Task, TrainingDefaults
 from mtlkit.config import TrainConfig
 from mtlkit.errors import ConfigError
@@ -253,7 +253,7 @@ def method_info(pm: PluginManager, name: str) -> dict[str, Any]:
 
 
 def _gramian_floor(J: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    torch.mm(J, J.t())
+    gramian_matrix(J)
     return torch.mv(J.t(), w)
 
 

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mtlkit import __version__
-from mtlkit.aggregation import Aggregator, GramianWeighting, check_jacobian
+from mtlkit.aggregation import Aggregator, GramianWeighting, check_jacobian, gramian_matrix
 from mtlkit.benchmarks import Benchmark, InMemoryDataset
 from mtlkit.config import TrainConfig
 from mtlkit.errors import ConfigError, GradientError
@@ -288,14 +288,14 @@ class Trainer:
         J = result.J
         if self.gramian_weights:
             # d = w^T J with w from G alone: one mm, one mv, O(K) checks, no pass over J
-            G = J @ J.T
+            G = gramian_matrix(J)
             context["gramian"] = G
             if due:
                 self._observe(due, J, result.full_grads, losses.detach(), context)
             self.engine.write_weighted(J, self._weights(G, context))
             return
         if self.aggregator.requires == "gramian":
-            context["gramian"] = J @ J.T
+            context["gramian"] = gramian_matrix(J)
         if due:
             self._observe(due, J, result.full_grads, losses.detach(), context)
         self._apply(self.aggregator(J, **context))
@@ -318,7 +318,7 @@ class Trainer:
             self._observe(due, result.J, result.full_grads, losses.detach(), context)
         Z = self.engine.representation(losses, z, self.task_params)
         if self.gramian_weights:
-            G = Z @ Z.T
+            G = gramian_matrix(Z)
             context["gramian"] = G
             dz = torch.mv(Z.t(), self._weights(G, context))
         else:

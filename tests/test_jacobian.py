@@ -209,3 +209,11 @@ def test_gramian_pieces_cover_every_column(monkeypatch, masked):
     w = torch.tensor([1.5, -0.5, 0.25])
     engine.write_combination(kept, w)
     _check_grad_is(engine, w @ J_ref, mask)
+
+
+def test_chunked_gramian_matches_one_product(monkeypatch):
+    import mtlkit.aggregation as agg
+
+    monkeypatch.setattr(agg, "GRAMIAN_CHUNK", 5)
+    J = torch.randn(4, 23, dtype=torch.float64)
+    torch.testing.assert_close(agg.gramian_matrix(J), J @ J.T)
