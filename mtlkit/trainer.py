@@ -220,7 +220,8 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> dict[str, float] | None:
         """One optimizer step; returns per-task losses, or ``None`` if the step was skipped."""
-        self.model.train()
+        if not self.model.training:  # train() walks every module: ~0.15 ms a step otherwise
+            self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         z = None
         if self.gradient_path == "representation":
