@@ -33,7 +33,7 @@ from torch import nn
 from mtlkit.aggregation import Aggregator, GramianWeighting, gramian_matrix
 from mtlkit.benchmarks import Benchmark, InMemoryDataset, Splits, Task, TrainingDefaults
 from mtlkit.config import TrainConfig
-from mtlkit.errors import ConfigError
+from mtlkit.errors import ConfigError, MtlkitError
 from mtlkit.masking import FrozenGuard, ParameterMask
 from mtlkit.models import MultiTaskModel
 from mtlkit.plugins import PluginManager, get_plugin_manager
@@ -428,7 +428,13 @@ def run_aggregators_bench(opts: Options, *, emit: Callable[[str], None] = print,
     if unknown:
         raise ConfigError(f"invalid --methods entry {unknown[0]!r}: registered aggregators are "
                           f"{', '.join(registered)} (and {REFERENCE})")
-    infos = {m: method_info(pm, m) for m in methods}
+    infos = {}
+    for m in methods:
+        try:
+            infos[m] = method_info(pm, m)
+        except MtlkitError as exc:  # e.g. a method with required parameters or a missing extra
+            emit(f"skipping {m}: {exc}")
+    methods = list(infos)
     emit(f"mtlkit bench aggregators: torch {torch.__version__}, {torch.get_num_threads()} "
          f"threads, methods {', '.join(methods)}")
     t0 = time.perf_counter()
