@@ -432,7 +432,7 @@ def run_aggregators_bench(opts: Options, *, emit: Callable[[str], None] = print,
     for m in methods:
         try:
             infos[m] = method_info(pm, m)
-        except MtlkitError as exc:  # e.g. a method with required parameters or a missing extra
+        except (MtlkitError, ImportError) as exc:  # required parameters, missing extra
             emit(f"skipping {m}: {exc}")
     methods = list(infos)
     emit(f"mtlkit bench aggregators: torch {torch.__version__}, {torch.get_num_threads()} "
