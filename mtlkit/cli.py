@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from mtlkit import __version__
 from mtlkit.errors import MtlkitError
 
-COMMANDS = ("train", "search", "recon", "plot", "plugins")
+COMMANDS = ("train", "search", "recon", "plot", "bench", "plugins")
 
 
 class _Parser(argparse.ArgumentParser):

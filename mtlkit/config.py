@@ -24,7 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-JACOBIAN_MODES = ("loop", "batched")
+JACOBIAN_MODES = ("loop", "batched", "gramian", "representation")
 NONFINITE_POLICIES = ("error", "skip")
 DEVICES = ("cpu", "cuda", "auto")
 #: where the sparse-training mask acts (docs/sparse-training.md): ``trainable`` = the aggregator

@@ -9,8 +9,12 @@
           -> scatter d into shared .grad (frozen coordinates: 0) -> optimizer.step()
           -> restore frozen coordinates (bit-identical under momentum / AdamW weight decay)
 
-Loss-level weightings (``requires == "losses"``) skip the Jacobian: one backward of
-``sum_k w_k L_k``. Evaluation on val and test after every ``eval_every`` epochs; metrics are
+The gradient path is fixed at set-up (:func:`gradient_path`, ``docs/jacobian-engine.md``):
+loss-level weightings (``requires == "losses"``, mean included) skip the Jacobian: one backward
+of ``sum_k w_k L_k``; ``GramianWeighting`` methods only ever get ``G`` and return ``w``
+(``.grad = J^T w``); ``gramian`` mode never forms ``J``; ``representation`` mode (or an
+aggregator with ``gradient_level = "representation"``) aggregates gradients w.r.t. the shared
+representation. Evaluation on val and test after every ``eval_every`` epochs; metrics are
 accumulated over the whole split. Deterministic for a seed on CPU.
 """
 
@@ -30,10 +34,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mtlkit import __version__
+from mtlkit.aggregation import Aggregator, GramianWeighting, check_jacobian, gramian_matrix
 from mtlkit.benchmarks import Benchmark, InMemoryDataset
 from mtlkit.config import TrainConfig
 from mtlkit.errors import ConfigError, GradientError
-from mtlkit.jacobian import JacobianEngine
+from mtlkit.jacobian import JacobianEngine, all_finite, check_gramian, nonfinite_error
 from mtlkit.masking import FrozenGuard, MaskContext, ParameterMask
 from mtlkit.metrics import delta_m_metric_level, delta_m_task_level
 from mtlkit.plugins import PluginManager, get_plugin_manager
@@ -136,8 +141,16 @@ class Trainer:
         self.agg_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
 
         self.mask = self._select_mask(step=0)
-        self.engine = JacobianEngine(self.shared, self.mask, mode=cfg.jacobian)
+        self.gradient_path = gradient_path(cfg, self.aggregator, self.model)
+        engine_mode = "batched" if cfg.jacobian == "batched" else "loop"
+        self.engine = JacobianEngine(self.shared, self.mask, mode=engine_mode)
+        #: a GramianWeighting that keeps the base aggregate(): only w(G) is ever asked of it
+        self.gramian_weights = (isinstance(self.aggregator, GramianWeighting)
+                                and type(self.aggregator).aggregate is GramianWeighting.aggregate)
         self.guard = FrozenGuard(dict(self.shared), self.mask)
+        configure = getattr(self.aggregator, "configure", None)
+        if callable(configure):  # e.g. UW creates one log-variance per task
+            configure(len(names))
         self.optimizer = self._make_optimizer()
         self.step = 0
         self.epoch = 0
@@ -233,52 +246,172 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> dict[str, float] | None:
         """One optimizer step; returns per-task losses, or ``None`` if the step was skipped."""
-        cfg = self.config
-        self.model.train()
+        if not self.model.training:  # train() walks every module: ~0.15 ms a step otherwise
+            self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        losses = self._losses(self.model(x), y)
+        z = None
+        if self.gradient_path == "representation":
+            z = self.model.represent(x)
+            outputs = self.model.heads_forward(z)
+        else:
+            outputs = self.model(x)
+        losses = self._losses(outputs, y)
         if not bool(torch.isfinite(losses).all()):
             bad = [t for t, v in zip(self.task_names, losses.tolist()) if not math.isfinite(v)]
             return self._nonfinite(f"non-finite loss for task(s) {', '.join(bad)}")
         context = {"losses": losses.detach(), "step": self.step, "epoch": self.epoch,
                    "task_names": self.task_names, "generator": self.agg_generator}
         due = self._probe_due()
-        loss_only = self.aggregator.requires == "losses"
-        # mask_point="full": aggregate all shared coordinates, mask the update afterwards
-        full_point = (cfg.mask_point == "full" and not loss_only and not self.mask.is_dense)
-        if loss_only and not due:
-            weights = self.aggregator.loss_weights(losses.detach(), context)
-            (weights.to(losses.dtype) * losses).sum().backward()
-            self._mask_shared_grads()
-        else:
-            result = self.engine.compute(losses, [] if loss_only else self.task_params,
-                                         full=bool(due) or full_point, retain_graph=loss_only)
-            J = result.J
-            J_agg = self._full_jacobian(result.full_grads, J) if full_point else J
-            if self.aggregator.requires == "gramian":
-                context["gramian"] = J_agg @ J_agg.T
-            if due:
-                self._observe(due, J, result.full_grads, losses.detach(),
-                              {} if full_point else context)
-            if loss_only:
-                weights = self.aggregator.loss_weights(losses.detach(), context)
-                (weights.to(losses.dtype) * losses).sum().backward()
-                self._mask_shared_grads()
+        try:
+            if self._full_point():
+                self._full_point_step(losses, context, due)
+            elif self.gradient_path == "losses":
+                self._loss_step(losses, context, due)
+            elif self.gradient_path == "representation":
+                self._representation_step(losses, z, context, due)
+            elif self.gradient_path == "gramian" or (self.gradient_path == "batched"
+                                                     and self.gramian_weights):
+                # batched VJPs come stacked per parameter: G and w^T J need no J at all
+                self._gramian_step(losses, context, due)
             else:
-                try:
-                    d = self.aggregator(J_agg, **context)
-                except GradientError as exc:
-                    return self._nonfinite(str(exc))
-                if not bool(torch.isfinite(d).all()):
-                    return self._nonfinite(
-                        f"aggregator {cfg.aggregator!r} returned a non-finite update")
-                if full_point:
-                    d = d.index_select(0, self._trainable_index(d.device))
-                self.engine.scatter(d)
+                self._jacobian_step(losses, context, due)
+        except GradientError as exc:
+            return self._nonfinite(str(exc))
         self.optimizer.step()
         self.guard.restore()
+        if getattr(self.aggregator, "needs_losses_after", False):
+            # FAMO's update compares the same batch's losses before and after the step
+            with torch.no_grad():
+                context["losses_after"] = self._losses(self.model(x), y).detach()
         self.aggregator.after_step(context)
         return dict(zip(self.task_names, losses.detach().tolist()))
+
+    # The four gradient paths; which one runs is fixed at set-up (see gradient_path()).
+
+    def _loss_step(self, losses, context, due) -> None:
+        if due:  # probes still need the per-task gradients
+            result = self.engine.compute(losses, [], full=True, retain_graph=True)
+            self._observe(due, result.J, result.full_grads, losses.detach(), context)
+        weights = self.aggregator.loss_weights(losses.detach(), context)
+        # the graph is kept (no extra time) so that a non-finite gradient can be traced back
+        # to the tasks that caused it
+        (weights.to(losses.dtype) * losses).sum().backward(retain_graph=True)
+        if not self._grads_finite():
+            self._name_nonfinite_tasks(losses)
+        self._mask_shared_grads()
+        if getattr(self.aggregator, "head_gradients", "weighted") == "own":
+            self._unweight_task_grads(weights)
+
+    def _unweight_task_grads(self, weights: torch.Tensor) -> None:
+        """Give each task's own parameters ``grad L_k`` rather than ``w_k grad L_k``."""
+        for w, params in zip(weights.tolist(), self.task_params):
+            if w != 0:
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.div_(w)
+
+    def _grads_finite(self) -> bool:
+        sums = [p.grad.sum() for p in self.model.parameters() if p.grad is not None]
+        return not sums or bool(torch.isfinite(torch.stack(sums).sum()))  # one host sync
+
+    def _name_nonfinite_tasks(self, losses: torch.Tensor) -> None:
+        """Per-task gradients, only after a non-finite weighted backward: name the tasks."""
+        J = self.engine.compute(losses, [], retain_graph=True).J
+        check_jacobian(J, self.task_names)
+        bad = [t for t, ps in zip(self.task_names, self.task_params)
+               if any(p.grad is not None and not all_finite(p.grad) for p in ps)]
+        if bad:
+            raise nonfinite_error([self.task_names.index(t) for t in bad], self.task_names)
+        if not all(all_finite(p.grad) for p in self.model.parameters() if p.grad is not None):
+            raise GradientError("non-finite (NaN/Inf) gradient of the weighted loss; refusing "
+                                "to update (set nonfinite='skip' to skip such steps instead)")
+
+    def _jacobian_step(self, losses, context, due) -> None:
+        result = self.engine.compute(losses, self.task_params, full=bool(due))
+        J = result.J
+        if self.gramian_weights:
+            # d = w^T J with w from G alone: one mm, one mv, O(K) checks, no pass over J
+            G = gramian_matrix(J)
+            context["gramian"] = G
+            if due:
+                self._observe(due, J, result.full_grads, losses.detach(), context)
+            self.engine.write_weighted(J, self._weights(G, context))
+            return
+        if self.aggregator.requires == "gramian":
+            context["gramian"] = gramian_matrix(J)
+        if due:
+            self._observe(due, J, result.full_grads, losses.detach(), context)
+        self._apply(self.aggregator(J, **context))
+
+    def _gramian_step(self, losses, context, due) -> None:
+        G, kept = self.engine.gramian(losses, self.task_params, full=bool(due))
+        context["gramian"] = G
+        J = self.engine.assemble(kept.per_task) if due or not self.gramian_weights else None
+        if due:
+            self._observe(due, J, kept.per_task, losses.detach(), context)
+        if J is not None and not self.gramian_weights:
+            # the aggregator overrides aggregate(): it gets J (formed from the kept gradients)
+            self._apply(self.aggregator(J, **context))
+            return
+        self.engine.write_combination(kept, self._weights(G, context))
+
+    def _representation_step(self, losses, z, context, due) -> None:
+        if due:  # the probes observe parameter-level gradients, as in every other mode
+            result = self.engine.compute(losses, [], full=True, retain_graph=True)
+            self._observe(due, result.J, result.full_grads, losses.detach(), context)
+        Z = self.engine.representation(losses, z, self.task_params)
+        if self.gramian_weights:
+            G = gramian_matrix(Z)
+            context["gramian"] = G
+            dz = torch.mv(Z.t(), self._weights(G, context))
+        else:
+            context["representation_jacobian"] = Z
+            dz = self.aggregator(Z, **context)
+            if not all_finite(dz):
+                raise GradientError(f"aggregator {self.config.aggregator!r} returned a "
+                                    "non-finite update")
+        self.engine.backward_representation(z, dz)
+
+    def _weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        """A :class:`GramianWeighting`'s ``w``, with the base class's guarantees checked on G."""
+        K = G.shape[0]
+        if check_gramian(G, self.task_names):  # all-zero J: zero update
+            return torch.zeros(K, dtype=G.dtype, device=G.device)
+        if K == 1:
+            return torch.ones(1, dtype=G.dtype, device=G.device)
+        w = self.aggregator.weights(G, context).to(device=G.device, dtype=G.dtype)
+        if w.shape != (K,):
+            raise RuntimeError(f"{type(self.aggregator).__name__}.weights returned shape "
+                               f"{tuple(w.shape)}, expected ({K},)")
+        if not bool(torch.isfinite(w).all()):
+            raise GradientError(f"aggregator {self.config.aggregator!r} returned non-finite "
+                                "weights")
+        return w
+
+    def _apply(self, d: torch.Tensor) -> None:
+        if not all_finite(d):
+            raise GradientError(f"aggregator {self.config.aggregator!r} returned a non-finite "
+                                "update")
+        self.engine.scatter(d)
+
+    def _full_point(self) -> bool:
+        """``mask_point="full"`` with a sparse mask: the literal Eq. 9 of the sparse-training
+        paper (the aggregator sees every shared coordinate; its update is masked)."""
+        return (self.config.mask_point == "full" and not self.mask.is_dense
+                and self.gradient_path not in ("losses", "representation"))
+
+    def _full_point_step(self, losses, context, due) -> None:
+        result = self.engine.compute(losses, self.task_params, full=True)
+        J_full = self._full_jacobian(result.full_grads, result.J)
+        if self.aggregator.requires == "gramian":
+            context["gramian"] = gramian_matrix(J_full)
+        if due:  # probes observe the trainable J; the full Gramian is not its Gramian
+            self._observe(due, result.J, result.full_grads, losses.detach(), {})
+        d = self.aggregator(J_full, **context)
+        if not all_finite(d):
+            raise GradientError(f"aggregator {self.config.aggregator!r} returned a non-finite "
+                                "update")
+        self.engine.scatter(d.index_select(0, self._trainable_index(d.device)))
 
     def _full_jacobian(self, full_grads, like: torch.Tensor) -> torch.Tensor:
         """``[K, n_shared]`` per-task gradients on every shared coordinate (frozen included)."""
@@ -295,16 +428,17 @@ class Trainer:
         return self._flat_index
 
     def _mask_shared_grads(self) -> None:
-        for name, p in self.shared:
-            m = self.mask.masks[name]
-            if p.grad is not None and not bool(m.all()):
-                p.grad.mul_(m)
+        for p, frozen in zip(self.engine.params, self.engine.frozen):
+            if p.grad is not None and frozen is not None:
+                p.grad.masked_fill_(frozen, 0)
 
     def _nonfinite(self, message: str) -> None:
         if self.config.nonfinite == "skip":
             self.skipped_steps += 1
             self.optimizer.zero_grad(set_to_none=True)
             return None
+        if "nonfinite='skip'" in message:
+            raise GradientError(f"step {self.step}: {message}")
         raise GradientError(f"step {self.step}: {message}; no update was applied "
                             "(nonfinite='skip' skips such steps)")
 
@@ -315,7 +449,8 @@ class Trainer:
             task_names=self.task_names, J=J, full_grads=full_grads,
             layout=self.engine.layout, losses=losses)
         if "gramian" in context:
-            obs.__dict__["gramian"] = context["gramian"]
+            # prime the cached property (a slot: attrs classes have no __dict__)
+            object.__setattr__(obs, "gramian", context["gramian"])
         row: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
         for name in due:
             record = self.probes[name].observe(obs)
@@ -519,6 +654,27 @@ class Trainer:
         self.wall_s = state["wall_s"]
         self.agg_generator.set_state(state["agg_generator"])
         torch.set_rng_state(state["torch_rng"])
+
+
+def gradient_path(config: TrainConfig, aggregator: Aggregator, model: nn.Module) -> str:
+    """Which gradient path a run takes: ``losses``, ``loop``, ``batched``, ``gramian`` or
+    ``representation``; incompatible choices are one error naming both sides."""
+    if aggregator.requires == "losses":
+        return "losses"  # one backward of sum_k w_k L_k; the engine only serves probes
+    path = config.jacobian
+    if getattr(aggregator, "gradient_level", "parameters") == "representation":
+        path = "representation"
+    if path == "gramian" and aggregator.requires != "gramian":
+        raise ConfigError(
+            f"jacobian='gramian' cannot run aggregator {config.aggregator!r}: it needs the full "
+            f"[K, n] Jacobian (requires={aggregator.requires!r}), and gramian mode only forms "
+            "J J^T; use jacobian='loop' or 'batched' with it")
+    if path == "representation" and not (hasattr(model, "represent")
+                                         and hasattr(model, "heads_forward")):
+        raise ConfigError(
+            f"jacobian='representation' (needed by aggregator {config.aggregator!r}) needs a "
+            f"model with represent() and heads_forward(); {type(model).__name__} has none")
+    return path
 
 
 def _resolve_device(name: str) -> str:
