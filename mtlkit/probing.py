@@ -95,6 +95,13 @@ class GradientObservation:
         return torch.stack(grams).sum(0)
 
 
+def check_every(every: object) -> int:
+    """Validate a probe's ``every`` parameter (observe every N steps)."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"invalid every={every!r}: must be an integer >= 1")
+    return every
+
+
 class ConflictProbe:
     """Base class of conflict probes.
 

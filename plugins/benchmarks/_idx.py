@@ -4,11 +4,11 @@ corrupted file is an error, never silently wrong data."""
 
 from __future__ import annotations
 
-import gzip
 import struct
 from pathlib import Path
 
 import numpy as np
+from mtlkit_plugins.benchmarks._files import find_data_file, read_raw
 
 from mtlkit.errors import DataError
 
@@ -17,23 +17,11 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
 
 def find_file(root: Path, stem: str, source: str) -> Path:
     """``root/stem`` or ``root/stem.gz`` (also under ``raw/``); error names the expected path."""
-    for folder in (root, root / "raw"):
-        for name in (stem, stem + ".gz"):
-            if (folder / name).is_file():
-                return folder / name
-    raise DataError(f"missing file {root / stem} (or {stem}.gz); expected the official "
-                    f"IDX files from {source}")
+    return find_data_file(root, stem, "IDX files", source, folders=("", "raw"))
 
 
 def read_idx(path: Path) -> np.ndarray:
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path) as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {exc} (corrupted or truncated file?)") from None
+    raw = read_raw(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
     ndim = raw[3]

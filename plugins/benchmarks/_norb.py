@@ -9,11 +9,11 @@ truncated or corrupted file is an error, never silently wrong data.
 
 from __future__ import annotations
 
-import gzip
 import struct
 from pathlib import Path
 
 import numpy as np
+from mtlkit_plugins.benchmarks._files import find_data_file, read_raw
 
 from mtlkit.errors import DataError
 
@@ -28,22 +28,11 @@ MAGIC = {
 
 
 def find_file(root: Path, name: str, source: str) -> Path:
-    for candidate in (root / name, root / (name + ".gz")):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"missing file {root / name} (or {name}.gz); expected the official "
-                    f"SmallNORB files from {source}")
+    return find_data_file(root, name, "SmallNORB files", source)
 
 
 def read_matrix(path: Path) -> np.ndarray:
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path) as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {exc} (corrupted or truncated file?)") from None
+    raw = read_raw(path)
     if len(raw) < 8:
         raise DataError(f"{path} is truncated (no header)")
     magic, ndim = struct.unpack("<iI", raw[:8])

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from mtlkit import hookimpl
-from mtlkit.probing import ConflictProbe, GradientObservation, cosine_matrix
+from mtlkit.probing import ConflictProbe, GradientObservation, check_every, cosine_matrix
 
 
 def incidence(cos: torch.Tensor) -> float:
@@ -34,8 +34,7 @@ class CosineProbe(ConflictProbe):
     """Pairwise cosine matrix and conflict incidence, on full and trainable gradients."""
 
     def __init__(self, every: int = 1) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"invalid every={every!r}: must be an integer >= 1")
+        check_every(every)
         self.every = every
         self.reset()
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from mtlkit import hookimpl
-from mtlkit.probing import ConflictProbe, GradientObservation
+from mtlkit.probing import ConflictProbe, GradientObservation, check_every
 
 
 def gradient_stats(G: torch.Tensor) -> dict[str, float | list[float]]:
@@ -54,8 +54,7 @@ class GradStatsProbe(ConflictProbe):
     """Per-task gradient norms, gradient-magnitude similarity, condition number of J."""
 
     def __init__(self, every: int = 1) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"invalid every={every!r}: must be an integer >= 1")
+        check_every(every)
         self.every = every
         self.reset()
 

@@ -46,7 +46,7 @@ import torch
 
 from mtlkit import hookimpl
 from mtlkit.errors import ConfigError
-from mtlkit.probing import ConflictProbe, GradientObservation
+from mtlkit.probing import ConflictProbe, GradientObservation, check_every
 
 
 def _check_threshold(value: object) -> float:
@@ -77,8 +77,7 @@ class LayerConflictProbe(ConflictProbe):
 
     def __init__(self, threshold: float = 0.0, every: int = 1,
                  subset: list[str] | None = None) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"invalid every={every!r}: must be an integer >= 1")
+        check_every(every)
         if subset is not None and (not isinstance(subset, (list, tuple))
                                    or not all(isinstance(s, str) for s in subset)):
             raise ValueError(f"invalid subset={subset!r}: must be a list of layer names")
