@@ -49,6 +49,23 @@ def default_image_size(backbone: str, cpu_default: int) -> int:
     return 224 if backbone in PRETRAINED_STYLE else cpu_default
 
 
+def backbone_choice(backbone: str, backbone_params: Mapping[str, Any] | None,
+                    weights: str | None) -> tuple[str, dict[str, Any]]:
+    """The backbone name and its parameters; ``weights=...`` is shorthand for
+    ``backbone_params={weights=...}`` (a torchvision backbone's local .pth file or enum name)."""
+    params = dict(backbone_params or {})
+    if weights is not None:
+        params["weights"] = weights
+    return backbone, params
+
+
+def split_caps(n_train: object, n_val: object, n_test: object
+               ) -> tuple[int | None, int | None, int | None]:
+    """Validated ``(n_train, n_val, n_test)`` caps (``None`` keeps a whole split)."""
+    return (check_count("n_train", n_train), check_count("n_val", n_val),
+            check_count("n_test", n_test))
+
+
 def require_root(data_root: str | Path | None, benchmark: str, layout: str, source: str) -> Path:
     if data_root is None:
         raise DataError(f"{benchmark} needs --data-root: a folder holding {layout} "

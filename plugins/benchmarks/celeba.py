@@ -46,11 +46,13 @@ from mtlkit_plugins.benchmarks._images import (
     ImageFiles,
     ImageTransform,
     LazyImages,
+    backbone_choice,
     build_encoder,
     check_count,
     default_image_size,
     first_n,
     require_root,
+    split_caps,
 )
 from mtlkit_plugins.heads.binary import Binary
 
@@ -166,18 +168,13 @@ class CelebA(Benchmark):
                  n_test: int | None = None) -> None:
         self.root = require_root(data_root, "celeba", LAYOUT, SOURCE)
         self.seed = seed
-        self.backbone = backbone
-        # ``weights=...`` is shorthand for ``backbone_params={weights=...}`` (the torchvision
-        # backbones' local .pth file or enum name).
-        self.backbone_params = dict(backbone_params or {})
-        if weights is not None:
-            self.backbone_params["weights"] = weights
+        self.backbone, self.backbone_params = backbone_choice(backbone, backbone_params,
+                                                              weights)
         self.image_size = check_count("image_size", image_size) or default_image_size(
             backbone, 64)
         self.center_crop = bool(center_crop)
         self.augment = bool(augment)
-        self.caps = (check_count("n_train", n_train), check_count("n_val", n_val),
-                     check_count("n_test", n_test))
+        self.caps = split_caps(n_train, n_val, n_test)
         # The annotation files are small (~25 MB): read them now, so a bad file or an unknown
         # attribute is reported before anything is built.
         self._names, self._files, self._values = read_attributes(

@@ -53,12 +53,14 @@ from mtlkit_plugins.benchmarks._images import (
     ImageFiles,
     ImageTransform,
     LazyImages,
+    backbone_choice,
     build_encoder,
     check_choice,
     check_count,
     default_image_size,
     require_file,
     require_root,
+    split_caps,
 )
 from mtlkit_plugins.heads.classification import Classification
 
@@ -137,16 +139,11 @@ class Clevr(Benchmark):
                                  "CLEVR v1.0", SOURCE)
         self.seed = seed
         self.split = check_choice("split", split, SPLITS)
-        self.backbone = backbone
-        # ``weights=...`` is shorthand for ``backbone_params={weights=...}`` (the torchvision
-        # backbones' local .pth file or enum name).
-        self.backbone_params = dict(backbone_params or {})
-        if weights is not None:
-            self.backbone_params["weights"] = weights
+        self.backbone, self.backbone_params = backbone_choice(backbone, backbone_params,
+                                                              weights)
         self.image_size = check_count("image_size", image_size) or default_image_size(
             backbone, 64)
-        self.caps = (check_count("n_train", n_train), check_count("n_val", n_val),
-                     check_count("n_test", n_test))
+        self.caps = split_caps(n_train, n_val, n_test)
         if (self.backbone, self.split, self.image_size) == ("vit_b_16", "vtab1k", 224):
             self.baseline_source = ST_SOURCE
         self._splits: Splits | None = None

@@ -43,7 +43,11 @@ from typing import Any, ClassVar
 import numpy as np
 from mtlkit_plugins.benchmarks._digits import bundled_mnist
 from mtlkit_plugins.benchmarks._idx import read_pair
-from mtlkit_plugins.benchmarks._images import build_encoder, check_count
+from mtlkit_plugins.benchmarks._images import (
+    backbone_choice,
+    build_encoder,
+    check_count,
+)
 from mtlkit_plugins.benchmarks._overlay import FITS, overlay_pairs
 from mtlkit_plugins.benchmarks.multi_mnist import MNIST_SOURCE, stratified_split
 from mtlkit_plugins.heads.classification import Classification
@@ -121,12 +125,8 @@ class _FashionOverlay(Benchmark):
         self.n_test = check_count("n_test", n_test) or 10000
         self.fit = fit
         self.val_fraction = val_fraction
-        self.backbone = backbone
-        # ``weights=...`` is shorthand for ``backbone_params={weights=...}`` (the torchvision
-        # backbones' local .pth file or enum name).
-        self.backbone_params = dict(backbone_params or {})
-        if weights is not None:
-            self.backbone_params["weights"] = weights
+        self.backbone, self.backbone_params = backbone_choice(backbone, backbone_params,
+                                                              weights)
         self._splits: Splits | None = None
         self._sources: dict[str, str] = {}
 

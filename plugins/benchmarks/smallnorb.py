@@ -47,11 +47,13 @@ from mtlkit_plugins.benchmarks._images import (
     PRETRAINED_STYLE,
     ImageTransform,
     LazyImages,
+    backbone_choice,
     build_encoder,
     check_choice,
     check_count,
     default_image_size,
     require_root,
+    split_caps,
 )
 from mtlkit_plugins.benchmarks._norb import find_file, read_matrix
 from mtlkit_plugins.heads.classification import Classification
@@ -144,16 +146,11 @@ class SmallNORB(Benchmark):
                                  SOURCE)
         self.seed = seed
         self.split = check_choice("split", split, SPLITS)
-        self.backbone = backbone
-        # ``weights=...`` is shorthand for ``backbone_params={weights=...}`` (the torchvision
-        # backbones' local .pth file or enum name).
-        self.backbone_params = dict(backbone_params or {})
-        if weights is not None:
-            self.backbone_params["weights"] = weights
+        self.backbone, self.backbone_params = backbone_choice(backbone, backbone_params,
+                                                              weights)
         self.image_size = check_count("image_size", image_size) or default_image_size(
             backbone, 64)
-        self.caps = (check_count("n_train", n_train), check_count("n_val", n_val),
-                     check_count("n_test", n_test))
+        self.caps = split_caps(n_train, n_val, n_test)
         self.rgb = backbone in PRETRAINED_STYLE
         if (self.backbone, self.split, self.image_size) == ("vit_b_16", "vtab1k", 224):
             self.baseline_source = ST_SOURCE
