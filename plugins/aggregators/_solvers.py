@@ -145,6 +145,28 @@ def min_norm_weights(G: np.ndarray, solver: str = "qp") -> np.ndarray:
     return w
 
 
+def stationarity_screen(A: np.ndarray, dtype: torch.dtype
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The bargaining methods' common first step (Nash-MTL, FairGrad) on a normalised Gramian.
+
+    Returns ``(active, B, mgda)``: the tasks with a non-negligible gradient (zero-gradient tasks
+    are indifferent and get weight 0), their Gramian and its min-norm weights; or ``None``
+    when no update exists: no active task, or the active tasks are Pareto-stationary within
+    the Gramian's precision (a float32 Gramian carries ~1e-7 relative error, so a min-norm²
+    below the dtype's cut-off is indistinguishable from 0).
+    """
+    K = A.shape[0]
+    active = np.diag(A) > eigen_cutoff(dtype, K) * float(np.max(np.diag(A)))
+    m = int(active.sum())
+    if m == 0:
+        return None
+    B = A[np.ix_(active, active)]
+    mgda = min_norm_weights(B, "qp")
+    if float(mgda @ B @ mgda) <= eigen_cutoff(dtype, m):
+        return None
+    return active, B, mgda
+
+
 def project_dual_cone(G: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """``argmin_{w >= lower} w^T G w`` (weights of the projection of ``lower^T J`` onto the
     dual cone ``{x : J x >= 0}``; Quinton & Rey 2024, Prop. 1), by quadprog."""

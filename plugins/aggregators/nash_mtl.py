@@ -49,8 +49,7 @@ from mtlkit_plugins.aggregators._solvers import (
     as_normalized_numpy,
     check_choice,
     check_range,
-    eigen_cutoff,
-    min_norm_weights,
+    stationarity_screen,
     to_weights,
 )
 
@@ -160,18 +159,11 @@ class NashMTL(GramianWeighting):
     def _solve(self, G: torch.Tensor) -> torch.Tensor:
         A, scale = as_normalized_numpy(G)
         K = A.shape[0]
-        # zero-gradient tasks are indifferent: weight 0
-        active = np.diag(A) > eigen_cutoff(G.dtype, K) * float(np.max(np.diag(A)))
         w = np.zeros(K)
-        B = A[np.ix_(active, active)]
-        m = int(active.sum())
-        if m == 0:
+        screened = stationarity_screen(A, G.dtype)
+        if screened is None:  # no active task, or Pareto-stationary: no update
             return torch.zeros(K, dtype=torch.float64)
-        mgda = min_norm_weights(B, "qp")
-        # Pareto-stationary within the Gramian's precision (a float32 Gramian carries ~1e-7
-        # relative error, so a min-norm² below the dtype's cut-off is indistinguishable from 0)
-        if float(mgda @ B @ mgda) <= eigen_cutoff(G.dtype, m):
-            return torch.zeros(K, dtype=torch.float64)  # Pareto-stationary: no solution
+        active, B, mgda = screened
         start = None
         prev = self._alpha
         if prev is not None and prev.shape == (K,) and (prev[active] > 0).all():
