@@ -165,17 +165,22 @@ class TrainConfig:
 FIELDS = tuple(a.name for a in attrs.fields(TrainConfig))
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a config file; errors name the file and the problem (with line and column)."""
+def read_toml_file(path: str | Path, field: str) -> dict[str, Any]:
+    """Parse a TOML file; errors name ``field``, the file and the problem (line and column)."""
     p = Path(path)
     if not p.is_file():
-        raise invalid_value("config", str(path), "must be an existing TOML file")
+        raise invalid_value(field, str(path), "must be an existing TOML file")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"malformed TOML in {path}: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"malformed TOML in {path}: not UTF-8 text") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file: its keys at top level or under ``[train]``."""
+    data = read_toml_file(path, "config")
     if "train" in data:
         if set(data) - {"train"}:
             extra = sorted(set(data) - {"train"})

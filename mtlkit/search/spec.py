@@ -32,14 +32,9 @@ from typing import Any
 
 import attrs
 
-from mtlkit.config import FIELDS, TrainConfig, make_config
+from mtlkit.config import FIELDS, TrainConfig, make_config, read_toml_file
 from mtlkit.errors import ConfigError, MtlkitError
 from mtlkit.plugins import PluginManager, get_plugin_manager
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 TOP_KEYS = ("search", "base", "grid", "variants", "space", "plugin_params")
 MODES = ("min", "max")
@@ -158,15 +153,7 @@ class SearchSpec:
 def load_spec(path: str | Path, *, quick: bool = False,
               plugins: PluginManager | None = None) -> SearchSpec:
     """Read, validate and expand a spec file; any problem raises one ConfigError line."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"invalid spec {str(path)!r}: must be an existing TOML file")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"malformed TOML in {path}: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"malformed TOML in {path}: not UTF-8 text") from None
+    data = read_toml_file(path, "spec")
     return parse_spec(data, source=str(path), quick=quick, plugins=plugins)
 
 

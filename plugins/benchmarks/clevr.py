@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -53,24 +53,16 @@ from mtlkit_plugins.benchmarks._images import (
     ImageFiles,
     ImageTransform,
     LazyImages,
-    backbone_choice,
-    build_encoder,
-    check_choice,
-    check_count,
-    default_image_size,
     require_file,
-    require_root,
-    split_caps,
 )
+from mtlkit_plugins.benchmarks._vtab import VtabBenchmark
 from mtlkit_plugins.heads.classification import Classification
 
 from mtlkit import hookimpl
-from mtlkit.benchmarks import Benchmark, Splits, Task, TrainingDefaults
+from mtlkit.benchmarks import Splits, Task
 from mtlkit.errors import DataError
-from mtlkit.models import MultiTaskModel
 
 SOURCE = "https://cs.stanford.edu/people/jcjohns/clevr/ (CLEVR_v1.0.zip)"
-SPLITS = ("vtab1k", "full")
 DISTANCE_THRESHOLDS = (0.0, 8.0, 8.5, 9.0, 9.5, 10.0, 100.0)
 ST_BASELINES = {"count_all": {"accuracy": 0.5864},
                 "closest_object_distance": {"accuracy": 0.5768}}
@@ -121,41 +113,19 @@ def read_scenes(path: Path, split: str) -> tuple[list[str], np.ndarray, np.ndarr
     return files, np.array(counts, dtype=np.int64), np.array(dists, dtype=np.int64)
 
 
-class Clevr(Benchmark):
+class Clevr(VtabBenchmark):
     """CLEVR (VTAB): ``count_all`` (8 classes) and ``closest_object_distance`` (6 classes)."""
 
     name: ClassVar[str] = "clevr"
-    # ST: batch 128, lr in {2e-4, 5e-5} for ViT; adam 1e-3 suits the from-scratch CPU default.
-    defaults: ClassVar[TrainingDefaults] = TrainingDefaults(
-        optimizer="adam", lr=1e-3, batch_size=128, epochs=30)
-    baseline_source: str = ""
-
-    def __init__(self, data_root: str | None = None, seed: int = 0, split: str = "vtab1k",
-                 image_size: int | None = None, backbone: str = "small_cnn",
-                 backbone_params: dict[str, Any] | None = None,
-                 weights: str | None = None, n_train: int | None = None,
-                 n_val: int | None = None, n_test: int | None = None) -> None:
-        self.root = require_root(data_root, "clevr", "images/{train,val}/ and scenes/ of "
-                                 "CLEVR v1.0", SOURCE)
-        self.seed = seed
-        self.split = check_choice("split", split, SPLITS)
-        self.backbone, self.backbone_params = backbone_choice(backbone, backbone_params,
-                                                              weights)
-        self.image_size = check_count("image_size", image_size) or default_image_size(
-            backbone, 64)
-        self.caps = split_caps(n_train, n_val, n_test)
-        if (self.backbone, self.split, self.image_size) == ("vit_b_16", "vtab1k", 224):
-            self.baseline_source = ST_SOURCE
-        self._splits: Splits | None = None
+    source: ClassVar[str] = SOURCE
+    layout: ClassVar[str] = "images/{train,val}/ and scenes/ of CLEVR v1.0"
+    st_baselines: ClassVar[dict[str, dict[str, float]]] = ST_BASELINES
+    st_source: ClassVar[str] = ST_SOURCE
 
     @property
     def tasks(self) -> list[Task]:
         return [Task("count_all", Classification(8)),
                 Task("closest_object_distance", Classification(6))]
-
-    @property
-    def stl_baselines(self) -> dict[str, dict[str, float]] | None:
-        return ST_BASELINES if self.baseline_source else None
 
     def _part(self, split: str, idx: np.ndarray, files: list[str], counts: np.ndarray,
               dists: np.ndarray, transform: ImageTransform) -> LazyImages:
@@ -190,18 +160,6 @@ class Clevr(Benchmark):
                               self._part("train", i_val, *train, transform),
                               self._part("val", i_te, *val, transform))
         return self._splits
-
-    def build_model(self, tasks: list[str] | None = None) -> MultiTaskModel:
-        encoder = build_encoder(self.backbone, self.backbone_params,
-                                {"in_channels": 3, "image_size": self.image_size})
-        heads = {t.name: t.head.build(encoder.out_features) for t in self.tasks
-                 if tasks is None or t.name in tasks}
-        return MultiTaskModel(encoder, heads)
-
-    def describe(self) -> dict[str, object]:
-        return {"source": str(self.root), "split": self.split, "image_size": self.image_size,
-                "backbone": self.backbone, "baselines": self.baseline_source or None,
-                "caps": dict(zip(("n_train", "n_val", "n_test"), self.caps))}
 
 
 @hookimpl

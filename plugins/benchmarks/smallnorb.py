@@ -37,7 +37,7 @@ protocol Δm against it would measure the protocol, not the method, so none is s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -47,26 +47,18 @@ from mtlkit_plugins.benchmarks._images import (
     PRETRAINED_STYLE,
     ImageTransform,
     LazyImages,
-    backbone_choice,
-    build_encoder,
-    check_choice,
-    check_count,
-    default_image_size,
-    require_root,
-    split_caps,
 )
 from mtlkit_plugins.benchmarks._norb import find_file, read_matrix
+from mtlkit_plugins.benchmarks._vtab import VtabBenchmark
 from mtlkit_plugins.heads.classification import Classification
 
 from mtlkit import hookimpl
-from mtlkit.benchmarks import Benchmark, Splits, Task, TrainingDefaults
+from mtlkit.benchmarks import Splits, Task
 from mtlkit.errors import DataError
-from mtlkit.models import MultiTaskModel
 
 SOURCE = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
 FILES = {"train": "smallnorb-5x46789x9x18x6x2x96x96-training-{}.mat",
          "test": "smallnorb-5x01235x9x18x6x2x96x96-testing-{}.mat"}
-SPLITS = ("vtab1k", "full")
 #: ST Tab. 11, STL row (ViT-B/16, VTAB-1k), as fractions
 ST_BASELINES = {"azimuth": {"accuracy": 0.3292, "top5": 0.7006},
                 "elevation": {"accuracy": 0.3656, "top5": 0.9467}}
@@ -127,43 +119,24 @@ def read_part(root: Path, part: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.ascontiguousarray(dat[:, 0]), elevation, azimuth // 2
 
 
-class SmallNORB(Benchmark):
+class SmallNORB(VtabBenchmark):
     """SmallNORB pose (VTAB): tasks ``azimuth`` (18 classes) and ``elevation`` (9 classes)."""
 
     name: ClassVar[str] = "smallnorb"
-    # ST: batch 128, lr in {2e-4, 5e-5} for ViT (optimizer not stated); adam 1e-3 suits the
-    # from-scratch CPU default.
-    defaults: ClassVar[TrainingDefaults] = TrainingDefaults(
-        optimizer="adam", lr=1e-3, batch_size=128, epochs=30)
-    baseline_source: str = ""
+    source: ClassVar[str] = SOURCE
+    layout: ClassVar[str] = "the six smallnorb-*.mat files"
+    st_baselines: ClassVar[dict[str, dict[str, float]]] = ST_BASELINES
+    st_source: ClassVar[str] = ST_SOURCE
 
-    def __init__(self, data_root: str | None = None, seed: int = 0, split: str = "vtab1k",
-                 image_size: int | None = None, backbone: str = "small_cnn",
-                 backbone_params: dict[str, Any] | None = None,
-                 weights: str | None = None, n_train: int | None = None,
-                 n_val: int | None = None, n_test: int | None = None) -> None:
-        self.root = require_root(data_root, "smallnorb", "the six smallnorb-*.mat files",
-                                 SOURCE)
-        self.seed = seed
-        self.split = check_choice("split", split, SPLITS)
-        self.backbone, self.backbone_params = backbone_choice(backbone, backbone_params,
-                                                              weights)
-        self.image_size = check_count("image_size", image_size) or default_image_size(
-            backbone, 64)
-        self.caps = split_caps(n_train, n_val, n_test)
-        self.rgb = backbone in PRETRAINED_STYLE
-        if (self.backbone, self.split, self.image_size) == ("vit_b_16", "vtab1k", 224):
-            self.baseline_source = ST_SOURCE
-        self._splits: Splits | None = None
+    @property
+    def rgb(self) -> bool:
+        """Pre-trained backbones read grey images as 3 ImageNet-normalised channels."""
+        return self.backbone in PRETRAINED_STYLE
 
     @property
     def tasks(self) -> list[Task]:
         return [Task("azimuth", Classification(18, top_k=(5,))),
                 Task("elevation", Classification(9, top_k=(5,)))]
-
-    @property
-    def stl_baselines(self) -> dict[str, dict[str, float]] | None:
-        return ST_BASELINES if self.baseline_source else None
 
     def _indices(self, n_train: int, n_test: int) -> list[np.ndarray]:
         half = n_test // 2
@@ -196,18 +169,8 @@ class SmallNORB(Benchmark):
         self._splits = Splits(*datasets)
         return self._splits
 
-    def build_model(self, tasks: list[str] | None = None) -> MultiTaskModel:
-        encoder = build_encoder(self.backbone, self.backbone_params,
-                                {"in_channels": 3 if self.rgb else 1,
-                                 "image_size": self.image_size})
-        heads = {t.name: t.head.build(encoder.out_features) for t in self.tasks
-                 if tasks is None or t.name in tasks}
-        return MultiTaskModel(encoder, heads)
-
-    def describe(self) -> dict[str, object]:
-        return {"source": str(self.root), "split": self.split, "image_size": self.image_size,
-                "backbone": self.backbone, "baselines": self.baseline_source or None,
-                "caps": dict(zip(("n_train", "n_val", "n_test"), self.caps))}
+    def in_channels(self) -> int:
+        return 3 if self.rgb else 1
 
 
 @hookimpl
