@@ -256,8 +256,9 @@ class Trainer:
         else:
             outputs = self.model(x)
         losses = self._losses(outputs, y)
-        if not bool(torch.isfinite(losses).all()):
-            bad = [t for t, v in zip(self.task_names, losses.tolist()) if not math.isfinite(v)]
+        values = losses.detach().tolist()  # one host sync serves the check and the return
+        if not all(math.isfinite(v) for v in values):
+            bad = [t for t, v in zip(self.task_names, values) if not math.isfinite(v)]
             return self._nonfinite(f"non-finite loss for task(s) {', '.join(bad)}")
         context = {"losses": losses.detach(), "step": self.step, "epoch": self.epoch,
                    "task_names": self.task_names, "generator": self.agg_generator}
@@ -284,7 +285,7 @@ class Trainer:
             with torch.no_grad():
                 context["losses_after"] = self._losses(self.model(x), y).detach()
         self.aggregator.after_step(context)
-        return dict(zip(self.task_names, losses.detach().tolist()))
+        return dict(zip(self.task_names, values))
 
     # The four gradient paths; which one runs is fixed at set-up (see gradient_path()).
 
