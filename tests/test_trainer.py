@@ -54,7 +54,7 @@ class TestPlugins:
 
 
 @pytest.fixture
-def test_plugins():
+def extra_plugins():
     with get_plugin_manager().temporary(TestPlugins(), name="test-plugins"):
         yield
 
@@ -101,7 +101,7 @@ def test_step_writes_mean_gradient_and_own_head_gradients():
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
-def test_frozen_coordinates_bit_identical(test_plugins, optimizer):
+def test_frozen_coordinates_bit_identical(extra_plugins, optimizer):
     cfg = config(mask="every_other", optimizer=optimizer, momentum=0.9, weight_decay=0.1,
                  max_steps=6, lr=0.01)
     trainer = Trainer(cfg, None, progress=False)
@@ -133,14 +133,14 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     assert resumed["conflict"] == full["conflict"]
 
 
-def test_nonfinite_update_raises_and_names_step(test_plugins):
+def test_nonfinite_update_raises_and_names_step(extra_plugins):
     trainer = Trainer(config(aggregator="nan_after", max_steps=4), None, progress=False)
     with pytest.raises(GradientError, match="step 1: aggregator 'nan_after' returned a "
                                             "non-finite update"):
         trainer.fit()
 
 
-def test_nonfinite_skip_policy_leaves_parameters_untouched(test_plugins):
+def test_nonfinite_skip_policy_leaves_parameters_untouched(extra_plugins):
     cfg = config(aggregator="nan_after", aggregator_params={"after": 0}, max_steps=3,
                  nonfinite="skip")
     trainer = Trainer(cfg, None, progress=False)
