@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def _replace_atomically(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,12 +38,12 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return jsonable(value.tolist())
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if hasattr(value, "item") and callable(value.item):
-        return jsonable(value.item())
+    # tensors and numpy arrays/scalars, without importing torch here (the CLI imports this
+    # module at start-up; torch costs ~1.5 s)
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return jsonable(value.tolist())
     return value
 
 
@@ -68,9 +66,13 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
+    import torch
+
     _replace_atomically(Path(path), lambda f: torch.save(dict(state), f))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    import torch
+
     # The checkpoint holds pickled aggregator/probe objects written by this same code.
     return torch.load(path, map_location="cpu", weights_only=False)
