@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 
-def _replace_atomically(path: Path, write) -> None:
+def replace_atomically(path: Path, write) -> None:
+    """Write ``path`` through ``write(binary_file)`` into a temporary file, then rename it
+    over ``path``: readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -49,7 +51,7 @@ def jsonable(value: Any) -> Any:
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
     text = json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n"
-    _replace_atomically(Path(path), lambda f: f.write(text.encode()))
+    replace_atomically(Path(path), lambda f: f.write(text.encode()))
 
 
 def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -62,13 +64,13 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: jsonable(v) for k, v in row.items()})
-    _replace_atomically(Path(path), lambda f: f.write(buf.getvalue().encode()))
+    replace_atomically(Path(path), lambda f: f.write(buf.getvalue().encode()))
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
     import torch
 
-    _replace_atomically(Path(path), lambda f: torch.save(dict(state), f))
+    replace_atomically(Path(path), lambda f: torch.save(dict(state), f))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

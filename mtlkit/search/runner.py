@@ -4,16 +4,26 @@ Ray: an embedded local instance by default (all local CPUs, 127.0.0.1, no dashbo
 existing cluster with ``address`` (or ``RAY_ADDRESS``). If the calling process already holds a
 Ray session (a notebook, a test fixture) it is used as is and left running.
 
-Each trial runs :class:`mtlkit.trainer.Trainer` in the Ray worker. After every epoch it reports
-the epoch's metrics (plus seed-free means over tasks, Δm and conflict incidence in %) to Tune
-together with a checkpoint of the trainer state; a retried or resumed trial restarts from the
-latest checkpoint, so at most one epoch of work is redone and no reported epoch is repeated.
+Each trial runs :class:`mtlkit.trainer.Trainer` in the Ray worker. After every epoch the
+trainer writes its full state to ``DIR/trials/<id>/checkpoint.pt`` (atomically), then the
+epoch's metrics (plus seed-free means over tasks, Δm and conflict incidence in %) go to Tune
+with a small Tune checkpoint that records only the epoch reached. A retried or resumed trial
+loads ``checkpoint.pt``, so at most one epoch of work is redone and none is trained twice.
+
+Why the state is not in Tune's checkpoint: Tune writes the experiment state that points at a
+trial's checkpoint asynchronously, so after a driver kill it can point at an older one. Tune
+deletes old checkpoints (``num_to_keep``), and restoring from a deleted one fails the trial;
+keeping every full checkpoint costs an epoch's model per epoch. The position markers are a few
+bytes, all are kept, and whatever epoch a stale state names, the trial's own checkpoint is at
+least that far (it is written before the report).
 
 Files under the search folder ``DIR``::
 
     DIR/search.json         the spec as run (checked by --resume) and the trial list
     DIR/tune/               Ray Tune's experiment (state, per-trial results, checkpoints)
-    DIR/trials/<trial_id>/  the trainer's own output (results.json, epochs.csv, attempts.jsonl)
+    DIR/tune-state/         consistent snapshots of Tune's state (see mtlkit.search.state)
+    DIR/trials/<trial_id>/  the trainer's own output (results.json, epochs.csv, checkpoint.pt,
+                            attempts.jsonl)
     DIR/summary.csv, DIR/summary.md, DIR/*.png   written by mtlkit.search.report
 """
 
@@ -30,9 +40,10 @@ from typing import Any
 
 from mtlkit.errors import ConfigError
 from mtlkit.search.spec import SearchSpec, set_dotted
+from mtlkit.search.state import make_state_keeper, restore_snapshot
 
 EXPERIMENT = "tune"
-STATE_FILE = "trainer_state.pt"
+POSITION_FILE = "position.json"
 
 
 # -- inside the Ray worker -------------------------------------------------------------------
@@ -57,7 +68,6 @@ def run_trial(params: dict[str, Any]) -> None:
     from ray import tune
 
     from mtlkit.config import make_config
-    from mtlkit.results import load_checkpoint
     from mtlkit.trainer import Trainer
 
     _, values = resolve_trial(params)
@@ -65,17 +75,16 @@ def run_trial(params: dict[str, Any]) -> None:
     values.setdefault("threads", max(1, int(params["cpus"])))
     if params.get("gpus") and "device" not in values:
         values["device"] = "auto"
-    # The Tune checkpoint is the one state that resumes; the trainer's own would be a duplicate.
-    values["checkpoint"] = False
+    # The trainer's checkpoint.pt is the state that resumes (see the module docstring).
+    values["checkpoint"] = True
     config = make_config(values, source="search trial")
     trial_id = tune.get_context().get_trial_id()
     out = Path(params["out_root"]) / "trials" / trial_id
     reporter = _EpochReporter()
     trainer = Trainer(config, out, progress=False, on_epoch_end=reporter)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            trainer.load_state(load_checkpoint(Path(folder) / STATE_FILE))
+    state = trial_state(tune.get_checkpoint(), out / "checkpoint.pt", trial_id)
+    if state is not None:
+        trainer.load_state(state)
     reporter.static = {
         "node_id": ray.get_runtime_context().get_node_id(),
         "pid": os.getpid(),
@@ -84,10 +93,34 @@ def run_trial(params: dict[str, Any]) -> None:
     }
     _append_jsonl(out / "attempts.jsonl", {"time": time.time(), **reporter.static})
     trainer.fit()
+    if trainer.epoch == reporter.static["resumed_from_epoch"] and trainer.history:
+        # It had finished before the driver recorded that: give Tune its final result again.
+        reporter(trainer.history[-1], trainer)
+
+
+def trial_state(checkpoint: Any, own: Path, trial_id: str) -> dict[str, Any] | None:
+    """The trainer state a (re)started trial continues from: ``own`` (``checkpoint.pt``), or
+    None for a fresh start. Tune's ``checkpoint`` only says which epoch the trial reported; a
+    state behind it means ``--out`` is not shared by the node running the trial now."""
+    from mtlkit.results import load_checkpoint
+
+    reported = 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            reported = json.loads((Path(folder) / POSITION_FILE).read_text())["epoch"]
+    state = load_checkpoint(own) if own.is_file() else None
+    have = state["epoch"] if state is not None else 0
+    if have < reported:
+        raise RuntimeError(
+            f"trial {trial_id} reported epoch {reported} but its checkpoint {own} "
+            + (f"holds epoch {have}" if state is not None else "does not exist")
+            + " on this node: the search folder (--out) must be on a filesystem every Ray "
+            "node shares at the same path")
+    return state
 
 
 class _EpochReporter:
-    """``on_epoch_end`` callback: metrics + checkpoint to Tune."""
+    """``on_epoch_end`` callback: metrics + the epoch reached (as a Tune checkpoint)."""
 
     def __init__(self) -> None:
         self.static: dict[str, Any] = {}
@@ -96,13 +129,12 @@ class _EpochReporter:
     def __call__(self, record: dict[str, Any], trainer: Any) -> None:
         from ray import tune
 
-        from mtlkit.results import save_checkpoint
-
         metrics = epoch_metrics(record, trainer, self.carried)
         metrics.update(self.static)
         with tempfile.TemporaryDirectory(prefix="mtlkit-ckpt-") as folder:
-            save_checkpoint(Path(folder) / STATE_FILE, trainer.state())
-            # report() persists the checkpoint into the experiment folder before returning.
+            position = {"epoch": trainer.epoch, "step": trainer.step}
+            (Path(folder) / POSITION_FILE).write_text(json.dumps(position))
+            # report() copies the folder into the experiment folder before returning.
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
@@ -220,7 +252,9 @@ def build_tuner(spec: SearchSpec, out: Path, *, resume: bool, callbacks: list[An
         from ray.tune.schedulers import ASHAScheduler
 
         max_t = spec.asha.get("max_t") or spec.base.get("epochs") or 100
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t,
+        # The trainer's epoch, not Tune's training_iteration: the two differ after a trial
+        # resumed from its own checkpoint ahead of the one Tune had recorded.
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t,
                                   grace_period=spec.asha.get("grace_period", 1),
                                   reduction_factor=spec.asha.get("reduction_factor", 2))
     tune_config = tune.TuneConfig(
@@ -234,9 +268,8 @@ def build_tuner(spec: SearchSpec, out: Path, *, resume: bool, callbacks: list[An
     run_config = tune.RunConfig(
         name=EXPERIMENT, storage_path=str(out), verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        # num_to_keep=1 also makes Tune save and sync its experiment state synchronously after
-        # every trial checkpoint, so a killed driver resumes from the checkpoint just written.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+        # Every position marker is kept: a stale experiment state may name any of them.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None))
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                       run_config=run_config)
 
@@ -317,10 +350,15 @@ def run_search(spec: SearchSpec, out: str | Path, *, address: str | None = None,
     owns = connect(address)
     try:
         check_capacity(spec)
-        if not resume:
+        if resume:
+            note = restore_snapshot(out / EXPERIMENT)
+            if note:
+                print(f"mtlkit search: {note}", flush=True)
+        else:
             record_spec(spec, out)
         tuner = build_tuner(spec, out, resume=resume,
-                            callbacks=[make_progress_callback(spec, verbose)])
+                            callbacks=[make_progress_callback(spec, verbose),
+                                       make_state_keeper()])
         return tuner.fit()
     finally:
         if owns:
