@@ -21,6 +21,7 @@ Files under the search folder ``DIR``::
 
     DIR/search.json         the spec as run (checked by --resume) and the trial list
     DIR/tune/               Ray Tune's experiment (state, per-trial results, checkpoints)
+    DIR/stl/<setting>/      single-task baselines for Δm (``stl = true``, see mtlkit.search.stl)
     DIR/tune-state/         consistent snapshots of Tune's state (see mtlkit.search.state)
     DIR/trials/<trial_id>/  the trainer's own output (results.json, epochs.csv, checkpoint.pt,
                             attempts.jsonl)
@@ -41,6 +42,7 @@ from typing import Any
 from mtlkit.errors import ConfigError
 from mtlkit.search.spec import SearchSpec, set_dotted
 from mtlkit.search.state import make_state_keeper, restore_snapshot
+from mtlkit.search.stl import prepare_stl, with_baselines
 
 EXPERIMENT = "tune"
 POSITION_FILE = "position.json"
@@ -227,7 +229,9 @@ def check_capacity(spec: SearchSpec) -> None:
                           f"{spec.gpus_per_trial!r}: the Ray cluster has {gpus:g} GPUs")
 
 
-def build_tuner(spec: SearchSpec, out: Path, *, resume: bool, callbacks: list[Any]) -> Any:
+def build_tuner(spec: SearchSpec, out: Path, *, resume: bool, callbacks: list[Any],
+                baselines: dict[str, str] | None = None) -> Any:
+    """Tune's Tuner for ``spec``; ``baselines`` (``{STL setting: path}``) go into the trials."""
     from ray import tune
 
     trainable = tune.with_resources(run_trial, spec.resources)
@@ -241,12 +245,13 @@ def build_tuner(spec: SearchSpec, out: Path, *, resume: bool, callbacks: list[An
     if spec.search_alg == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
-        param_space["trial"] = spec.trials()[0].to_dict()
+        param_space["trial"] = with_baselines(spec.trials()[0].to_dict(), baselines or {})
         param_space["space"] = {k: d.to_tune() for k, d in spec.space.items()}
         # max_concurrent_trials below wraps it in a ConcurrencyLimiter.
         search_alg = OptunaSearch(seed=spec.seed)
     else:
-        param_space["trial"] = tune.grid_search([t.to_dict() for t in spec.trials()])
+        param_space["trial"] = tune.grid_search([with_baselines(t.to_dict(), baselines or {})
+                                                 for t in spec.trials()])
     scheduler = None
     if spec.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
@@ -355,8 +360,10 @@ def run_search(spec: SearchSpec, out: str | Path, *, address: str | None = None,
             if note:
                 print(f"mtlkit search: {note}", flush=True)
         else:
+            # Before search.json: a search killed while training them is simply run again.
+            baselines = prepare_stl(spec, out, verbose=verbose) if spec.stl else {}
             record_spec(spec, out)
-        tuner = build_tuner(spec, out, resume=resume,
+        tuner = build_tuner(spec, out, resume=resume, baselines=None if resume else baselines,
                             callbacks=[make_progress_callback(spec, verbose),
                                        make_state_keeper()])
         return tuner.fit()

@@ -3,7 +3,7 @@
 A spec has these tables (see docs/searches.md and the files in ``searches/``)::
 
     [search]      name, metric, mode, num_samples, scheduler, search_alg, cpus_per_trial,
-                  gpus_per_trial, max_failures, max_concurrent, seed, [search.asha],
+                  gpus_per_trial, max_failures, max_concurrent, seed, stl, [search.asha],
                   [search.quick] (overrides for --quick: search keys and base/grid/space/variants)
     [base]        fixed TrainConfig keys (nested plugin tables allowed)
     [grid]        swept keys -> list of values (every combination is a trial)
@@ -114,6 +114,7 @@ class SearchSpec:
     max_failures: int
     max_concurrent: int
     seed: int
+    stl: bool
     asha: dict[str, Any]
     base: dict[str, Any]
     grid: dict[str, list[Any]]
@@ -243,7 +244,7 @@ def _apply_quick(data: dict[str, Any], err: _Errors) -> dict[str, Any]:
 _SEARCH_DEFAULTS: dict[str, Any] = {
     "name": None, "metric": "val.mean.accuracy", "mode": "max", "num_samples": 1,
     "scheduler": "fifo", "search_alg": "grid", "cpus_per_trial": 1, "gpus_per_trial": 0,
-    "max_failures": 2, "max_concurrent": 0, "seed": 0,
+    "max_failures": 2, "max_concurrent": 0, "seed": 0, "stl": False,
 }
 
 
@@ -270,6 +271,9 @@ def _parse_search(table: dict[str, Any], err: _Errors) -> dict[str, Any]:
     _int_at_least(out, "max_failures", -1, err, note=" (-1 retries forever)")
     _int_at_least(out, "max_concurrent", 0, err, note=" (0 means no limit)")
     _int_at_least(out, "seed", 0, err)
+    if not isinstance(out["stl"], bool):
+        raise err(f"invalid [search] stl={out['stl']!r}: must be true (train single-task "
+                  "baselines first, for Δm) or false")
     for key, positive in (("cpus_per_trial", True), ("gpus_per_trial", False)):
         v = out[key]
         if not _is_number(v) or v < 0 or (positive and v == 0):
@@ -499,7 +503,7 @@ def _validate_trials(spec: SearchSpec, pm: PluginManager, err: _Errors) -> None:
             checked.add(sig)
             where = _origin(spec, trial, "probes" if kind == "probe" else kind)
             _check_plugin(pm, kind, name, params, where, key, err, trial)
-    if spec.metric.startswith("delta_m"):
+    if spec.metric.startswith("delta_m") and not spec.stl:
         _check_baselines(spec, trials, pm, err)
 
 
@@ -557,8 +561,8 @@ def _check_baselines(spec: SearchSpec, trials: list[Trial], pm: PluginManager,
         if not bench.stl_baselines:
             raise err(f"[search] metric={spec.metric!r} needs single-task baselines, but "
                       f"benchmark {config.benchmark!r} ships none: set baselines = "
-                      "\"stl.json\" in [base] (made by `mtlkit train --stl`) or use "
-                      "val.mean.<metric>")
+                      "\"stl.json\" in [base] (made by `mtlkit train --stl`), set "
+                      "stl = true in [search], or use val.mean.<metric>")
         return
 
 
