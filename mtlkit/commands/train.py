@@ -17,7 +17,6 @@ from mtlkit.config import (
     load_toml,
     make_config,
 )
-from mtlkit.results import write_json
 
 # flag dest -> config key, for flags that map one to one
 _SIMPLE = ("benchmark", "aggregator", "mask", "density", "k", "epochs", "max_steps", "seed",
@@ -118,41 +117,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: metrics left out of single-task baselines: the test loss is the training objective, not an
-#: evaluation metric of any paper's delta_m
-_NOT_BASELINE_METRICS = frozenset({"loss"})
-
-
-def stl_baselines(config, out: Path, progress=False) -> dict[str, dict[str, float]]:
-    """Train every task of ``config`` alone and return ``{task: {metric: test value}}``.
-
-    Each task gets the benchmark's model with only its head, the same protocol (epochs, lr,
-    batch size, optimizer, seed), equal weighting of its single loss and **no mask** (the
-    papers' STL rows are dense single-task networks). Runs go to ``out/stl/<task>/``; the
-    baselines to ``out/stl_baselines.json``, which ``--baselines`` reads.
-    """
-    import attrs
-
-    from mtlkit.plugins import get_plugin_manager
-    from mtlkit.trainer import Trainer
-
-    bench_params = {"seed": config.seed, "data_root": config.data_root,
-                    **config.benchmark_params}
-    bench = get_plugin_manager().create("benchmark", config.benchmark, **bench_params)
-    tasks = config.tasks or [t.name for t in bench.tasks]
-    baselines: dict[str, dict[str, float]] = {}
-    for task in tasks:
-        cfg = attrs.evolve(config, tasks=[task], aggregator="mean", aggregator_params={},
-                           mask="dense", mask_params={}, density=None, k=None, probes=[],
-                           baselines=None)
-        results = Trainer(cfg, out / "stl" / task, progress=progress).fit()
-        baselines[task] = {m: v for m, v in results["tasks"][task].items()
-                           if m not in _NOT_BASELINE_METRICS}
-    write_json(out / "stl_baselines.json", baselines)
-    return baselines
-
-
 def _run_stl(config, out: Path, progress, quiet: bool) -> int:
+    from mtlkit.stl import stl_baselines
+
     baselines = stl_baselines(config, out, progress)
     if not quiet:
         print(json.dumps(baselines, indent=2))

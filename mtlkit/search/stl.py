@@ -3,11 +3,12 @@
 Δm compares each multi-task trial with single-task networks trained in the same setting. With
 ``stl = true`` the search trains them first, on the driver, once per distinct setting: the
 trial's configuration with everything that defines the multi-task *method* or the run's
-mechanics set aside (aggregator, mask and density, probes, gradient path, threads, seed). Each
-setting's tasks are trained alone by ``mtlkit train --stl``'s code, with the seed of the
-setting's first trial, into ``DIR/stl/<setting>/``; every trial of that setting then reads
-``baselines`` from there. Finished settings are reused (a re-run or a resumed search trains
-nothing again). Trials whose ``[base]`` already names a ``baselines`` file keep it.
+mechanics set aside (aggregator, mask and density, probes, gradient path, threads, seed).
+:func:`mtlkit.stl.stl_baselines` (what ``mtlkit train --stl`` runs) trains each setting's
+tasks alone, with the seed of the setting's first trial, into ``DIR/stl/<setting>/``; every
+trial of that setting then reads ``baselines`` from there. Finished settings are reused (a
+re-run or a resumed search trains nothing again). Trials whose ``[base]`` already names a
+``baselines`` file keep it.
 """
 
 from __future__ import annotations
@@ -21,28 +22,25 @@ import attrs
 
 from mtlkit.config import make_config
 from mtlkit.search.spec import SearchSpec
+from mtlkit.stl import STL_METHOD_FIELDS, stl_baselines
 
 STL_DIR = "stl"
 # What the single-task networks do not depend on: the multi-task method and the mechanics.
-_METHOD_FIELDS: dict[str, Any] = {
-    "aggregator": "mean", "aggregator_params": {}, "mask": "dense", "mask_params": {},
-    "density": None, "k": None, "mask_point": "trainable", "probes": [], "probe_params": {},
-    "probe_every": 1, "jacobian": "loop", "threads": None, "workers": 0, "checkpoint": True,
-    "baselines": None, "seed": 0,
+_SET_ASIDE: dict[str, Any] = {
+    **STL_METHOD_FIELDS, "mask_point": "trainable", "probe_params": {}, "probe_every": 1,
+    "jacobian": "loop", "threads": None, "workers": 0, "checkpoint": True, "seed": 0,
 }
 
 
 def stl_setting(values: dict[str, Any]) -> str:
     """A short stable name for the single-task setting of a trial's TrainConfig values."""
-    config = attrs.evolve(make_config(values, source="search trial"), **_METHOD_FIELDS)
+    config = attrs.evolve(make_config(values, source="search trial"), **_SET_ASIDE)
     text = json.dumps(attrs.asdict(config), sort_keys=True, default=repr)
     return f"{config.benchmark}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def prepare_stl(spec: SearchSpec, out: Path, *, verbose: bool = True) -> dict[str, str]:
     """Train the missing single-task baselines; ``{setting: baselines path}``."""
-    from mtlkit.commands.train import stl_baselines
-
     paths: dict[str, str] = {}
     for trial in spec.trials():
         if trial.values.get("baselines"):
