@@ -28,7 +28,8 @@ from mtlkit.errors import ConfigError, MtlkitError
 LAYER_PROBE = "layer_conflict"
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend; MtlkitError without the plot extra."""
     try:
         import matplotlib
     except ImportError:
@@ -126,7 +127,7 @@ def plot_conflict(runs: Sequence[str | Path], out: str | Path, *,
                   title: str | None = None) -> Path:
     """Conflict incidence over training for several runs on one chart; returns the PNG path."""
     curves = conflict_curves(runs, labels, window)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (label, c) in enumerate(curves.items()):
         color = f"C{i}"
@@ -144,7 +145,7 @@ def plot_conflict(runs: Sequence[str | Path], out: str | Path, *,
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, plt, out)
+    return save_png(fig, plt, out)
 
 
 def layer_profile(run: str | Path) -> dict[str, Any]:
@@ -171,7 +172,7 @@ def plot_layer_profile(runs: Sequence[str | Path], out: str | Path, *,
     layers: list[str] = []
     for p in profiles:  # model order, first run first
         layers.extend(layer for layer in p["layers"] if layer not in layers)
-    plt = _pyplot()
+    plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(layers) + 2), 6),
                                       sharex=True)
     width = 0.8 / len(profiles)
@@ -191,10 +192,11 @@ def plot_layer_profile(runs: Sequence[str | Path], out: str | Path, *,
     top.legend(fontsize=8)
     for ax in (top, bottom):
         ax.grid(alpha=0.3, axis="y")
-    return _save(fig, plt, out)
+    return save_png(fig, plt, out)
 
 
-def _save(fig, plt, out: str | Path) -> Path:
+def save_png(fig, plt, out: str | Path) -> Path:
+    """Lay out, write ``out`` (a .png) and close ``fig``."""
     path = Path(out)
     if path.suffix.lower() != ".png":
         raise ConfigError(f"invalid --out {str(out)!r}: must be a .png file")

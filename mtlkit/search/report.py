@@ -147,12 +147,12 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     conflict_plot = len(masks) > 1 and any(_num(r.get("p_all_pct")) for r in done)
     if not (density_plot or conflict_plot):
         return []  # and skip the matplotlib import (about a second)
-    try:
-        import matplotlib
+    from mtlkit.errors import MtlkitError
+    from mtlkit.plotting import pyplot, save_png
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    try:
+        plt = pyplot()
+    except MtlkitError:  # no plot extra: the CSV and the table are still written
         return []
     written = []
     if density_plot:
@@ -166,11 +166,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         ax.set_ylabel("Δm % (lower is better)" if y_key == "delta_m" else y_key)
         ax.set_title(f"{y_key} vs density (mean ± std over seeds)")
         ax.legend()
-        path = out / "delta_m_vs_density.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_png(fig, plt, out / "delta_m_vs_density.png"))
     if conflict_plot:
         methods = sorted(_by(done, "aggregator"))
         fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(methods) + 2), 4))
@@ -189,11 +185,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         ax.set_ylabel("conflict incidence p % (all steps)")
         ax.set_title("p % dense vs sparse (mean ± std over seeds)")
         ax.legend()
-        path = out / "conflict_dense_vs_sparse.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_png(fig, plt, out / "conflict_dense_vs_sparse.png"))
     return written
 
 
