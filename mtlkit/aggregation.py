@@ -38,8 +38,7 @@ Properties an aggregator claims (checked by :mod:`mtlkit.testing`):
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -176,14 +175,17 @@ def check_jacobian(J: object, task_names: Iterable[str] | None = None) -> torch.
         return norms
     finite = torch.isfinite(J).all(dim=1)
     if not bool(finite.all()):
-        rows = [int(i) for i in torch.nonzero(~finite).flatten()]
-        names = list(task_names) if task_names is not None else None
-        label = ", ".join(names[i] if names and i < len(names) else f"row {i}" for i in rows)
-        raise GradientError(
-            f"non-finite (NaN/Inf) task gradient for {label}; refusing to update "
-            "(set nonfinite='skip' in the training config to skip such steps instead)"
-        )
+        raise nonfinite_error([int(i) for i in torch.nonzero(~finite).flatten()], task_names)
     return norms
+
+
+def nonfinite_error(rows: Sequence[int], task_names: Sequence[str] | None) -> GradientError:
+    """The error for non-finite task gradients, naming the tasks."""
+    names = list(task_names) if task_names is not None else []
+    label = ", ".join(names[i] if i < len(names) else f"row {i}" for i in rows)
+    return GradientError(
+        f"non-finite (NaN/Inf) task gradient for {label}; refusing to update "
+        "(set nonfinite='skip' in the training config to skip such steps instead)")
 
 
 #: columns per piece in :func:`gramian_matrix`
@@ -208,9 +210,3 @@ def gramian_matrix(J: torch.Tensor) -> torch.Tensor:
     return G
 
 
-def normalized_gramian(G: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """``G / s`` with ``s`` its mean diagonal (scale-free solver input) and ``s`` itself."""
-    scale = float(torch.diagonal(G).mean())
-    if not math.isfinite(scale) or scale <= 0:
-        return G, 1.0
-    return G / scale, scale

@@ -34,15 +34,13 @@ from mtlkit.aggregation import Aggregator, GramianWeighting, gramian_matrix
 from mtlkit.benchmarks import Benchmark, InMemoryDataset, Splits, Task, TrainingDefaults
 from mtlkit.config import TrainConfig
 from mtlkit.errors import ConfigError, MtlkitError
-from mtlkit.masking import FrozenGuard, ParameterMask
+from mtlkit.masking import ParameterMask
 from mtlkit.models import MultiTaskModel
 from mtlkit.plugins import PluginManager, get_plugin_manager
 
 BATCH = 256
 #: name of the engine's own reference method (not a registered plugin)
 REFERENCE = "ref_gramian_mean"
-#: methods known to run an iterative solver (besides those declaring ``iterative_solver``)
-ITERATIVE = frozenset({"nash_mtl", "nashmtl"})
 PARTS = ("latency", "steps", "density")
 
 
@@ -166,10 +164,6 @@ def random_neuron_mask(params: dict[str, nn.Parameter], density: float,
     return ParameterMask.from_selection(params, selection)
 
 
-def apply_mask(trainer, mask: ParameterMask) -> None:
-    trainer.mask = mask
-    trainer.engine.set_mask(mask)
-    trainer.guard = FrozenGuard(dict(trainer.shared), mask)
 
 
 # -- floors -----------------------------------------------------------------------------------
@@ -246,10 +240,10 @@ def time_variants(variants: dict[str, Callable[[], None]], floor: str, rounds: i
 
 def method_info(pm: PluginManager, name: str) -> dict[str, Any]:
     agg: Aggregator = _GramianMean() if name == REFERENCE else pm.create("aggregator", name)
-    iterative = bool(getattr(agg, "iterative_solver", False)) or name in ITERATIVE
     return {"requires": agg.requires, "gradient_level": getattr(agg, "gradient_level",
                                                                 "parameters"),
-            "gramian_weighting": isinstance(agg, GramianWeighting), "iterative": iterative}
+            "gramian_weighting": isinstance(agg, GramianWeighting),
+            "iterative": agg.iterative_solver}
 
 
 def _gramian_floor(J: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -347,7 +341,7 @@ def density_steps(methods: Sequence[str], opts: Options, pm: PluginManager,
             trainer = make_trainer("mlp", K, name, "loop", opts, pm)
             mask = random_neuron_mask(dict(trainer.shared), density,
                                       torch.Generator().manual_seed(1))
-            apply_mask(trainer, mask)
+            trainer.set_mask(mask)
             x, y = _batch(trainer)
             key = f"{density:g}"
             variants[key] = lambda t=trainer, x=x, y=y: t.train_step(x, y)

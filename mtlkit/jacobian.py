@@ -32,8 +32,7 @@ import attrs
 import torch
 from torch import nn
 
-from mtlkit.aggregation import gramian_matrix
-from mtlkit.errors import GradientError
+from mtlkit.aggregation import gramian_matrix, nonfinite_error
 from mtlkit.masking import ParameterMask
 from mtlkit.probing import ParamLayout
 
@@ -62,15 +61,6 @@ class KeptGradients:
     per_task: TaskGrads
     #: ``stacked[i]``: ``[K, *shape]`` gradients of parameter i (batched producer), or ``None``
     stacked: list[torch.Tensor | None] | None = None
-
-
-def nonfinite_error(rows: Sequence[int], task_names: Sequence[str] | None) -> GradientError:
-    """The error for non-finite task gradients, naming the tasks."""
-    names = list(task_names) if task_names is not None else []
-    label = ", ".join(names[i] if i < len(names) else f"row {i}" for i in rows)
-    return GradientError(
-        f"non-finite (NaN/Inf) task gradient for {label}; refusing to update "
-        "(set nonfinite='skip' in the training config to skip such steps instead)")
 
 
 def check_gramian(G: torch.Tensor, task_names: Sequence[str] | None = None) -> bool:
@@ -141,6 +131,8 @@ class JacobianEngine:
         self.layout = ParamLayout(self.names, [tuple(p.shape) for p in self.params],
                                   full_offsets, full_sizes, offsets, sizes)
         self._active = [i for i, s in enumerate(sizes) if s > 0]
+        # Once per layout, not per _scratch_for call (that runs once per parameter per step).
+        self._scratch_width = min(CHUNK, max((full_sizes[i] for i in self._active), default=1))
         self._buffer: torch.Tensor | None = None
         self._scratch: torch.Tensor | None = None
         self._grad_bufs: dict[int, torch.Tensor] = {}
@@ -160,7 +152,7 @@ class JacobianEngine:
         return buf
 
     def _scratch_for(self, K: int, like: torch.Tensor) -> torch.Tensor:
-        width = min(CHUNK, max(self.layout.full_sizes[i] for i in self._active))
+        width = self._scratch_width
         buf = self._scratch
         if buf is None or buf.shape != (K, width) or buf.dtype != like.dtype \
                 or buf.device != like.device:

@@ -13,7 +13,7 @@ arithmetic and decoupled weight decay (AdamW), whose ``p -= lr * wd * p`` ignore
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -76,10 +76,6 @@ class ParameterMask:
     masks: dict[str, torch.Tensor]
 
     @classmethod
-    def dense(cls, params: Mapping[str, nn.Parameter]) -> ParameterMask:
-        return cls({n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()})
-
-    @classmethod
     def from_selection(
         cls, params: Mapping[str, nn.Parameter], selection: Mapping[str, torch.Tensor]
     ) -> ParameterMask:
@@ -120,9 +116,6 @@ class ParameterMask:
     @property
     def is_dense(self) -> bool:
         return all(bool(m.all()) for m in self.masks.values())
-
-    def per_parameter_fraction(self) -> dict[str, float]:
-        return {n: float(m.float().mean()) for n, m in self.masks.items()}
 
     def flat_trainable_index(self) -> torch.Tensor:
         """Positions of the trainable coordinates in the flattened full shared vector
@@ -166,10 +159,3 @@ class FrozenGuard:
         if len(values) != len(self._entries):
             raise ValueError("checkpoint's frozen values do not match the mask")
         self._entries = [(p, m, v.to(p.device)) for (p, m, _), v in zip(self._entries, values)]
-
-
-def named_subset(
-    params: Iterable[tuple[str, nn.Parameter]], names: Iterable[str]
-) -> dict[str, nn.Parameter]:
-    wanted = set(names)
-    return {n: p for n, p in params if n in wanted}

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 Metrics = Mapping[str, Mapping[str, float]]
 Directions = Mapping[str, Mapping[str, bool]]
 
-CONVENTIONS = ("metric_level", "task_level")
 
 
 def _pairs(results: Metrics, baselines: Metrics, higher_is_better: Directions):

@@ -148,9 +148,10 @@ def plot_conflict(runs: Sequence[str | Path], out: str | Path, *,
     return save_png(fig, plt, out)
 
 
-def layer_profile(run: str | Path) -> dict[str, Any]:
-    """The ``layer_conflict`` probe summary of a run, validated."""
-    results = load_results(run)
+def layer_profile(run: str | Path, results: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``layer_conflict`` probe summary of a run (its ``results`` if already loaded),
+    validated."""
+    results = load_results(run) if results is None else results
     summary = (results.get("probes") or {}).get(LAYER_PROBE)
     if not summary:
         raise ConfigError(f"invalid run {str(run)!r}: results.json has no "
@@ -167,8 +168,9 @@ def plot_layer_profile(runs: Sequence[str | Path], out: str | Path, *,
     """Per-layer S-conflict counts (top) and mean cosines (bottom), runs side by side."""
     if labels is not None and len(labels) != len(runs):
         raise ConfigError(f"invalid --label: {len(labels)} labels for {len(runs)} runs")
-    profiles = [layer_profile(r) for r in runs]
-    names = [labels[i] if labels else run_label(load_results(r)) for i, r in enumerate(runs)]
+    loaded = [load_results(r) for r in runs]
+    profiles = [layer_profile(r, results) for r, results in zip(runs, loaded)]
+    names = list(labels) if labels else [run_label(results) for results in loaded]
     layers: list[str] = []
     for p in profiles:  # model order, first run first
         layers.extend(layer for layer in p["layers"] if layer not in layers)

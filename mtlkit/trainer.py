@@ -34,11 +34,17 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mtlkit import __version__
-from mtlkit.aggregation import Aggregator, GramianWeighting, check_jacobian, gramian_matrix
+from mtlkit.aggregation import (
+    Aggregator,
+    GramianWeighting,
+    check_jacobian,
+    gramian_matrix,
+    nonfinite_error,
+)
 from mtlkit.benchmarks import Benchmark, InMemoryDataset
 from mtlkit.config import TrainConfig
 from mtlkit.errors import ConfigError, GradientError
-from mtlkit.jacobian import JacobianEngine, all_finite, check_gramian, nonfinite_error
+from mtlkit.jacobian import JacobianEngine, all_finite, check_gramian
 from mtlkit.masking import FrozenGuard, MaskContext, ParameterMask
 from mtlkit.metrics import delta_m_metric_level, delta_m_task_level
 from mtlkit.plugins import PluginManager, get_plugin_manager
@@ -137,17 +143,16 @@ class Trainer:
         self.mask_strategy = self.pm.create("mask", cfg.mask, **cfg.mask_kwargs())
         self.probes = {name: self.pm.create("probe", name, **cfg.probe_params.get(name, {}))
                        for name in cfg.probes}
-        self.generator = torch.Generator().manual_seed(cfg.seed)
         self.agg_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
 
-        self.mask = self._select_mask(step=0)
+        mask = self._select_mask(step=0)
         self.gradient_path = gradient_path(cfg, self.aggregator, self.model)
         engine_mode = "batched" if cfg.jacobian == "batched" else "loop"
-        self.engine = JacobianEngine(self.shared, self.mask, mode=engine_mode)
+        self.engine = JacobianEngine(self.shared, mask, mode=engine_mode)
         #: a GramianWeighting that keeps the base aggregate(): only w(G) is ever asked of it
         self.gramian_weights = (isinstance(self.aggregator, GramianWeighting)
                                 and type(self.aggregator).aggregate is GramianWeighting.aggregate)
-        self.guard = FrozenGuard(dict(self.shared), self.mask)
+        self.set_mask(mask)
         configure = getattr(self.aggregator, "configure", None)
         if callable(configure):  # e.g. UW creates one log-variance per task
             configure(len(names))
@@ -184,9 +189,14 @@ class Trainer:
                           gradient_magnitudes=lambda n: self._gradient_magnitudes(n, step),
                           step=step, modules={n: owners[n] for n in shared if n in owners})
         selection = self.mask_strategy.select(shared, ctx)
-        mask = ParameterMask.from_selection(shared, selection)
+        return ParameterMask.from_selection(shared, selection)
+
+    def set_mask(self, mask: ParameterMask) -> None:
+        """Make ``mask`` the trainable set: engine layout, frozen-value guard, caches."""
+        self.mask = mask
         self._flat_index: torch.Tensor | None = None
-        return mask
+        self.engine.set_mask(mask)
+        self.guard = FrozenGuard(dict(self.shared), mask)
 
     def _gradient_magnitudes(self, num_batches: int, step: int = 0) -> dict[str, torch.Tensor]:
         """Accumulated |grad| of the mean task loss over ``num_batches`` training batches
@@ -398,7 +408,8 @@ class Trainer:
     def _full_point(self) -> bool:
         """``mask_point="full"`` with a sparse mask: the literal Eq. 9 of the sparse-training
         paper (the aggregator sees every shared coordinate; its update is masked)."""
-        return (self.config.mask_point == "full" and not self.mask.is_dense
+        # guard.active: some coordinate is frozen (known per mask, no per-step device sync)
+        return (self.config.mask_point == "full" and self.guard.active
                 and self.gradient_path not in ("losses", "representation"))
 
     def _full_point_step(self, losses, context, due) -> None:
@@ -497,9 +508,10 @@ class Trainer:
                     n += 1
                     for t, v in losses.items():
                         sums[t] += v
-                self.progress.update(
-                    f"epoch {self.epoch + 1}/{self.epochs} step {self.step}/{self.total_steps} "
-                    + " ".join(f"{t}={sums[t] / max(n, 1):.4f}" for t in self.task_names))
+                if self.progress.enabled:  # no per-step string building when nobody reads it
+                    self.progress.update(
+                        f"epoch {self.epoch + 1}/{self.epochs} step {self.step}/{self.total_steps} "
+                        + " ".join(f"{t}={sums[t] / max(n, 1):.4f}" for t in self.task_names))
             self.epoch += 1
             record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
             record.update({f"train_loss.{t}": sums[t] / max(n, 1) for t in self.task_names})
@@ -536,9 +548,7 @@ class Trainer:
             group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def _reselect(self) -> None:
-        self.mask = self._select_mask(step=self.step)
-        self.engine.set_mask(self.mask)
-        self.guard = FrozenGuard(dict(self.shared), self.mask)
+        self.set_mask(self._select_mask(step=self.step))
 
     def _conflict_summary(self, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -642,10 +652,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
         self.probes = state["probes"]
-        self.mask = ParameterMask(state["mask"])
-        self._flat_index = None
-        self.engine.set_mask(self.mask)
-        self.guard = FrozenGuard(dict(self.shared), self.mask)
+        self.set_mask(ParameterMask(state["mask"]))
         self.guard.load_saved_values(state["frozen_values"])
         self.step = state["step"]
         self.epoch = state["epoch"]

@@ -91,12 +91,12 @@ def shared_grad(trainer: Trainer) -> torch.Tensor:
 
 def sparse(trainer: Trainer) -> None:
     """Freeze a random 70% of the shared coordinates and all of the last shared bias."""
-    from mtlkit.bench import apply_mask, random_neuron_mask
+    from mtlkit.bench import random_neuron_mask
 
     mask = random_neuron_mask(dict(trainer.shared), 0.3, torch.Generator().manual_seed(0))
     name = trainer.shared[-1][0]
     mask.masks[name] = torch.zeros_like(mask.masks[name])
-    apply_mask(trainer, mask)
+    trainer.set_mask(mask)
 
 
 @pytest.mark.parametrize("masked", [False, True])

@@ -111,6 +111,7 @@ class NashMTL(GramianWeighting):
     _weights: torch.Tensor | None = attrs.field(init=False, default=None, repr=False)
     _step: int = attrs.field(init=False, default=0, repr=False)
 
+    iterative_solver: ClassVar[bool] = True
     properties: ClassVar[frozenset[str]] = frozenset(
         {"non_conflicting", "permutation_invariant", "weighted"})
     stateful: ClassVar[bool] = True
