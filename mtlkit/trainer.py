@@ -340,19 +340,15 @@ class Trainer:
     def _jacobian_step(self, losses, context, due) -> None:
         result = self.engine.compute(losses, self.task_params, full=bool(due))
         J = result.J
-        if self.gramian_weights:
-            # d = w^T J with w from G alone: one mm, one mv, O(K) checks, no pass over J
-            G = gramian_matrix(J)
-            context["gramian"] = G
-            if due:
-                self._observe(due, J, result.full_grads, losses.detach(), context)
-            self.engine.write_weighted(J, self._weights(G, context))
-            return
-        if self.aggregator.requires == "gramian":
+        if self.gramian_weights or self.aggregator.requires == "gramian":
             context["gramian"] = gramian_matrix(J)
         if due:
             self._observe(due, J, result.full_grads, losses.detach(), context)
-        self._apply(self.aggregator(J, **context))
+        if self.gramian_weights:
+            # d = w^T J with w from G alone: one mm, one mv, O(K) checks, no pass over J
+            self.engine.write_weighted(J, self._weights(context["gramian"], context))
+        else:
+            self._apply(self.aggregator(J, **context))
 
     def _gramian_step(self, losses, context, due) -> None:
         G, kept = self.engine.gramian(losses, self.task_params, full=bool(due))
@@ -377,10 +373,7 @@ class Trainer:
             dz = torch.mv(Z.t(), self._weights(G, context))
         else:
             context["representation_jacobian"] = Z
-            dz = self.aggregator(Z, **context)
-            if not all_finite(dz):
-                raise GradientError(f"aggregator {self.config.aggregator!r} returned a "
-                                    "non-finite update")
+            dz = self._checked_update(self.aggregator(Z, **context))
         self.engine.backward_representation(z, dz)
 
     def _weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
@@ -399,11 +392,14 @@ class Trainer:
                                 "weights")
         return w
 
-    def _apply(self, d: torch.Tensor) -> None:
+    def _checked_update(self, d: torch.Tensor) -> torch.Tensor:
         if not all_finite(d):
             raise GradientError(f"aggregator {self.config.aggregator!r} returned a non-finite "
                                 "update")
-        self.engine.scatter(d)
+        return d
+
+    def _apply(self, d: torch.Tensor) -> None:
+        self.engine.scatter(self._checked_update(d))
 
     def _full_point(self) -> bool:
         """``mask_point="full"`` with a sparse mask: the literal Eq. 9 of the sparse-training
@@ -419,10 +415,7 @@ class Trainer:
             context["gramian"] = gramian_matrix(J_full)
         if due:  # probes observe the trainable J; the full Gramian is not its Gramian
             self._observe(due, result.J, result.full_grads, losses.detach(), {})
-        d = self.aggregator(J_full, **context)
-        if not all_finite(d):
-            raise GradientError(f"aggregator {self.config.aggregator!r} returned a non-finite "
-                                "update")
+        d = self._checked_update(self.aggregator(J_full, **context))
         self.engine.scatter(d.index_select(0, self._trainable_index(d.device)))
 
     def _full_jacobian(self, full_grads, like: torch.Tensor) -> torch.Tensor:
