@@ -13,7 +13,14 @@ import mtlkit
 from mtlkit import hookimpl
 from mtlkit.aggregation import Aggregator
 from mtlkit.errors import ConfigError, PluginError
-from mtlkit.plugins import ALLOW_ENV, BLOCK_ENV, PluginLoadWarning, get_plugin_manager
+from mtlkit.masking import MaskStrategy
+from mtlkit.plugins import (
+    ALLOW_ENV,
+    BLOCK_ENV,
+    PluginLoadWarning,
+    get_plugin_manager,
+    reset_plugin_manager,
+)
 
 BUNDLED = {
     "aggregator": "mean",
@@ -75,7 +82,7 @@ def test_duplicate_name_names_both_providers():
         assert "'mean'" in message and "plugin 'mean'" in message and "plugin 'dupe'" in message
         assert "mtlkit 0.1.0" in message
         # other names keep working
-        assert mtlkit.get_mask("dense") is not None
+        assert isinstance(mtlkit.get_mask("dense"), MaskStrategy)
         assert pm.conflicts()
 
 
@@ -148,8 +155,21 @@ def test_allow_env_var_by_entry_point(monkeypatch):
 
 
 def test_allow_env_var_by_distribution(monkeypatch):
+    # a plugin of another distribution: the allow-list by distribution must leave it out
+    module = types.ModuleType("mtlkit_test_other_dist_plugin")
+
+    @hookimpl
+    def register_aggregators(register):
+        register("foreign_agg", _Twice)
+
+    module.register_aggregators = register_aggregators
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    _fake_entry_points(monkeypatch, [_entry_point("foreign", module.__name__, "otherdist")])
+    assert "foreign_agg" in get_plugin_manager().names("aggregator")
     monkeypatch.setenv(ALLOW_ENV, "mtlkit")
-    assert "mean" in get_plugin_manager().names("aggregator")
+    reset_plugin_manager()
+    names = get_plugin_manager().names("aggregator")
+    assert "mean" in names and "foreign_agg" not in names
 
 
 def test_invalid_registered_name_is_rejected():

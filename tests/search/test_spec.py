@@ -48,13 +48,13 @@ def test_grid_expands_every_combination_with_variants(tmp_path):
 def test_plugin_params_apply_only_to_their_plugin(tmp_path):
     path = write_spec(tmp_path, """
         [grid]
-        seed = [0]
-        [plugin_params.aggregator.mean]
-        [plugin_params.aggregator.other]
+        aggregator = ["mean", "cagrad"]
+        [plugin_params.aggregator.cagrad]
         c = 0.4
     """)
-    values = load_spec(path).trials()[0].values
-    assert "c" not in values.get("aggregator_params", {})
+    by_agg = {t.values["aggregator"]: t.values for t in load_spec(path).trials()}
+    assert by_agg["cagrad"]["aggregator_params"] == {"c": 0.4}
+    assert "c" not in by_agg["mean"].get("aggregator_params", {})
 
 
 def test_quick_overrides_search_base_and_grid(tmp_path):
