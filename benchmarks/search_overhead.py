@@ -8,14 +8,19 @@ Ray start and stop), on the same trials (multi_mnist, mean/dense, seeds 0..N-1).
 an embedded local Ray on all local CPUs with 1 CPU and 1 torch thread per trial; the sequential
 baseline runs the trials one after another with 1 torch thread, like each trial
 (``--seq-threads 0``: torch's default, all cores). Prints both wall times and
-ratio = search / sequential (target on 2 CPUs: <= 0.65). Not a test: numbers depend on the
-machine and its load; run it on a quiet machine.
+ratio = search / sequential (target on 2 CPUs: <= 0.65), and where the search's time went:
+the seconds before its first trial started (Ray, Tune and worker start-up), its trials' mean
+training time against the sequential one's (contention of parallel trials), and the seconds
+after its last trial ended (Ray stop, reports). Not a test: numbers depend on the machine and
+its load; run it on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,13 +58,28 @@ def sequential(spec_path: str, threads: int | None) -> None:
             if threads:
                 values["threads"] = threads
             config = make_config(values)
-            Trainer(config, Path(out) / str(trial.index), progress=False).fit()
+            results = Trainer(config, Path(out) / str(trial.index), progress=False).fit()
+            print(f"wall_s {results['wall_s']}")
 
 
-def timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall-clock start as time.time(), seconds taken, stdout) of a fresh process."""
+    started, start = time.time(), time.perf_counter()
+    proc = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    return started, time.perf_counter() - start, proc.stdout
+
+
+def search_phases(out: Path, started: float, took: float) -> tuple[float, float, float]:
+    """(seconds before the first trial started, mean trial training s, seconds after the
+    last trial ended), from the trials' attempts.jsonl and results.json."""
+    starts, ends, walls = [], [], []
+    for folder in (out / "trials").iterdir():
+        first = json.loads((folder / "attempts.jsonl").read_text().splitlines()[0])
+        wall = json.loads((folder / "results.json").read_text())["wall_s"]
+        starts.append(first["time"])
+        ends.append(first["time"] + wall)
+        walls.append(wall)
+    return min(starts) - started, statistics.fmean(walls), started + took - max(ends)
 
 
 def main() -> int:
@@ -89,12 +109,19 @@ def main() -> int:
               f"CPUs: {os.cpu_count()}; load average before: "
               f"{os.getloadavg()[0]:.2f}")
         for i in range(args.repeat):
-            t_seq = timed([sys.executable, __file__, "--sequential", str(spec),
-                           "--seq-threads", str(args.seq_threads)])
-            t_search = timed([sys.executable, "-m", "mtlkit.cli", "search", str(spec),
-                              "--quiet", "--out", str(Path(tmp) / f"out{i}")])
+            _, t_seq, printed = timed([sys.executable, __file__, "--sequential", str(spec),
+                                       "--seq-threads", str(args.seq_threads)])
+            seq_walls = [float(line.split()[1]) for line in printed.splitlines()
+                         if line.startswith("wall_s ")]
+            out = Path(tmp) / f"out{i}"
+            started, t_search, _ = timed([sys.executable, "-m", "mtlkit.cli", "search",
+                                          str(spec), "--quiet", "--out", str(out)])
+            before, trial_s, after = search_phases(out, started, t_search)
             print(f"run {i + 1}: sequential in-process {t_seq:.1f} s, mtlkit search "
                   f"{t_search:.1f} s, ratio {t_search / t_seq:.2f} (target <= 0.65)")
+            print(f"  search: {before:.1f} s before the first trial started, trials "
+                  f"{trial_s:.1f} s each (sequential: {statistics.fmean(seq_walls):.1f} s), "
+                  f"{after:.1f} s after the last trial ended")
     return 0
 
 
