@@ -14,6 +14,14 @@ from typing import Any
 import attrs
 import torch
 
+from mtlkit.aggregation import gramian_matrix
+
+
+def layer_of(param_name: str) -> str:
+    """Recon's layer name of a parameter: its module path (``.weight``/``.bias`` stripped)."""
+    return param_name.rsplit(".", 1)[0] if param_name.endswith((".weight", ".bias")) \
+        else param_name
+
 
 @attrs.define(eq=False)
 class ParamLayout:
@@ -42,8 +50,7 @@ class ParamLayout:
         """Recon's layers: parameters grouped by module (``.weight``/``.bias`` stripped)."""
         groups: dict[str, list[int]] = {}
         for i, name in enumerate(self.names):
-            layer = name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
-            groups.setdefault(layer, []).append(i)
+            groups.setdefault(layer_of(name), []).append(i)
         return groups
 
 
@@ -76,7 +83,7 @@ class GradientObservation:
     @cached_property
     def gramian(self) -> torch.Tensor:
         """``J J^T`` on the trainable coordinates."""
-        return self.J @ self.J.T
+        return gramian_matrix(self.J)
 
     @cached_property
     def layer_gramians(self) -> dict[str, torch.Tensor]:

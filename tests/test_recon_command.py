@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from mtlkit_plugins.transforms.recon import branch_layers, count_parameters
+from mtlkit_plugins.transforms.recon import branch_layers
 
 from mtlkit.cli import main
 from mtlkit.commands import recon as recon_cmd
 from mtlkit.commands.recon import ReconOptions, scores_document, select_layers
+from mtlkit.trainer import count_parameters
 
 TINY = ["--benchmark", "multi_mnist", "--benchmark-param", "n_train=384",
         "--benchmark-param", "n_val=64", "--benchmark-param", "n_test=128",

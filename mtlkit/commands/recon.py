@@ -178,6 +178,7 @@ class Recon:
         self.pm = plugins or get_plugin_manager()
         self.progress = progress
         self.log: list[str] = []
+        self._model = None
 
     # configs of the training stages -----------------------------------------------------------
 
@@ -245,21 +246,29 @@ class Recon:
                        model_transform=transform)
 
     def build_model(self):
-        """The benchmark's model for the configured tasks, as the Trainer builds it."""
-        import torch
+        """The benchmark's model for the configured tasks, as the Trainer builds it.
 
-        cfg = self.config
-        bench = self.pm.create("benchmark", cfg.benchmark, seed=cfg.seed,
-                               data_root=cfg.data_root, **cfg.benchmark_params)
-        names = cfg.tasks or [t.name for t in bench.tasks]
-        torch.manual_seed(cfg.seed)
-        return bench.build_model(names)
+        Built once (creating the benchmark reads its data) and shared by the callers, which
+        only read it: the recon transform works on a deep copy.
+        """
+        if self._model is None:
+            import torch
+
+            cfg = self.config
+            bench = self.pm.create("benchmark", cfg.benchmark, seed=cfg.seed,
+                                   data_root=cfg.data_root, **cfg.benchmark_params)
+            names = cfg.tasks or [t.name for t in bench.tasks]
+            torch.manual_seed(cfg.seed)
+            self._model = bench.build_model(names)
+        return self._model
 
     def score(self) -> dict[str, Any]:
         path = self.out / "conflict_scores.json"
         if path.is_file():
             self.log.append(f"score: done ({path})")
             return json.loads(path.read_text(encoding="utf-8"))
+        from mtlkit_plugins.transforms.recon import shared_layers
+
         cfg = self.score_config()
         trainer = self._trainer(cfg, self.out / "score")
         o = self.options
@@ -271,7 +280,7 @@ class Recon:
         results = trainer.fit(resume=True)
         summary = results["probes"]["layer_conflict"]
         transform = self.pm.create("transform", "recon")
-        sizes = _layer_sizes(trainer.model)
+        sizes = shared_layers(trainer.model)
         branchable = transform.candidates(trainer.model)
         scores = scores_document(summary, sizes, branchable)
         scores["score_run"] = {"dir": "score", "aggregator": cfg.aggregator,
@@ -359,15 +368,6 @@ class Recon:
 
 
 # -- pure helpers (tested directly) ---------------------------------------------------------
-
-
-def _layer_sizes(model) -> dict[str, int]:
-    """``{layer: parameter count}`` of the shared layers (Recon's grouping, model order)."""
-    sizes: dict[str, int] = {}
-    for name, p in model.shared_named_parameters():
-        layer = name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
-        sizes[layer] = sizes.get(layer, 0) + p.numel()
-    return sizes
 
 
 def scores_document(summary: dict[str, Any], sizes: dict[str, int],

@@ -138,3 +138,12 @@ class TorchvisionEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch}, out_features={self.out_features}"
+
+
+def encoder(arch: str, weights: str | None, classifier: str, out_features: int
+            ) -> TorchvisionEncoder:
+    """torchvision ``arch`` (see :func:`build`) with its classifier module ``classifier``
+    replaced by the identity, as a :class:`TorchvisionEncoder` of ``out_features``."""
+    body = build(arch, weights, classifier_prefixes=(f"{classifier}.",))
+    setattr(body, classifier, nn.Identity())
+    return TorchvisionEncoder(body, out_features, arch)

@@ -17,11 +17,9 @@ _FEATURES = {"resnet18": 512, "resnet50": 2048}
 
 
 def _resnet(arch: str, weights: str | None) -> nn.Module:
-    from mtlkit_plugins.backbones._torchvision import TorchvisionEncoder, build
+    from mtlkit_plugins.backbones._torchvision import encoder
 
-    body = build(arch, weights, classifier_prefixes=("fc.",))
-    body.fc = nn.Identity()
-    return TorchvisionEncoder(body, _FEATURES[arch], arch)
+    return encoder(arch, weights, "fc", _FEATURES[arch])
 
 
 def resnet18(weights: str | None = None) -> nn.Module:

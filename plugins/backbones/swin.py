@@ -17,11 +17,9 @@ _FEATURES = {"swin_t": 768, "swin_b": 1024}
 
 
 def _swin(arch: str, weights: str | None) -> nn.Module:
-    from mtlkit_plugins.backbones._torchvision import TorchvisionEncoder, build
+    from mtlkit_plugins.backbones._torchvision import encoder
 
-    body = build(arch, weights, classifier_prefixes=("head.",))
-    body.head = nn.Identity()
-    return TorchvisionEncoder(body, _FEATURES[arch], arch)
+    return encoder(arch, weights, "head", _FEATURES[arch])
 
 
 def swin_t(weights: str | None = None) -> nn.Module:

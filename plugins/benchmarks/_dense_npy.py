@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from mtlkit_plugins.backbones.mtan import ATTENTION_SCOPES, build_mtan
 from mtlkit_plugins.backbones.segnet import SegNet, deepest_pixels, filters, init_weights
+from mtlkit_plugins.benchmarks._images import check_choice
 from mtlkit_plugins.heads._dense import check_average
 from mtlkit_plugins.heads.depth import Depth
 from mtlkit_plugins.heads.normal import Normal
@@ -228,7 +229,9 @@ class DenseNpyDataset(Dataset):
 
     def _load(self, field: Field, i: int) -> torch.Tensor:
         path = self.split_dir / field.folder / f"{i}.npy"
-        arr = check_values(field, _open(path, self.layout, mmap=False), path, self.layout)
+        arr = _open(path, self.layout, mmap=False)
+        if field.kind not in SCANNED_KINDS:  # scan_split already checked labels and depth
+            check_values(field, arr, path, self.layout)
         if field.kind == "label":
             return torch.from_numpy(arr.reshape(arr.shape[:2]).astype(np.int64))
         arr = arr.reshape(*arr.shape[:2], -1).astype(np.float32)
@@ -341,12 +344,8 @@ class DenseNpyBenchmark(Benchmark):
             raise ConfigError(f"invalid val_fraction={val_fraction!r}: must be in [0, 1)")
         if not isinstance(augment, bool):
             raise ConfigError(f"invalid augment={augment!r}: must be true or false")
-        if backbone not in BACKBONES:
-            raise ConfigError(f"invalid backbone={backbone!r}: must be one of "
-                              f"{', '.join(BACKBONES)}")
-        if attention_scope not in ATTENTION_SCOPES:
-            raise ConfigError(f"invalid attention_scope={attention_scope!r}: must be one of "
-                              f"{', '.join(ATTENTION_SCOPES)}")
+        check_choice("backbone", backbone, BACKBONES)
+        check_choice("attention_scope", attention_scope, ATTENTION_SCOPES)
         filters(width, stages)  # validates
         self.metric_average = check_average(metric_average)
         baselines = self.default_baselines if baselines is None else baselines

@@ -36,3 +36,23 @@ def bundled_mnist() -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: expected 5000 rows of 784 pixels + label, got {data.shape}")
     images = data[:, :784].astype(np.uint8).reshape(-1, 28, 28)
     return images, data[:, 784].copy()
+
+
+def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator
+                     ) -> list[np.ndarray]:
+    """Disjoint index sets with the given fractions within every class."""
+    parts: list[list[np.ndarray]] = [[] for _ in fractions]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        bounds = np.round(np.cumsum((0.0, *fractions)) * len(idx)).astype(int)
+        for i in range(len(fractions)):
+            parts[i].append(idx[bounds[i]:bounds[i + 1]])
+    return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def bundled_pools(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The bundled digits as disjoint train / val / test ``(images, labels)`` pools, split per
+    class 70% / 10% / 20%."""
+    images, labels = bundled_mnist()
+    parts = stratified_split(labels, (0.7, 0.1, 0.2), rng)
+    return [(images[p], labels[p]) for p in parts]

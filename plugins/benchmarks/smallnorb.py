@@ -47,6 +47,7 @@ from mtlkit_plugins.benchmarks._images import (
     PRETRAINED_STYLE,
     ImageTransform,
     LazyImages,
+    first_n,
 )
 from mtlkit_plugins.benchmarks._norb import find_file, read_matrix
 from mtlkit_plugins.benchmarks._vtab import VtabBenchmark
@@ -145,7 +146,7 @@ class SmallNORB(VtabBenchmark):
                      np.arange(half, n_test)]
         else:
             parts = [np.arange(n_train), np.arange(half), np.arange(half, n_test)]
-        return [p if cap is None else p[:cap] for p, cap in zip(parts, self.caps)]
+        return [first_n(p, cap) for p, cap in zip(parts, self.caps)]
 
     def splits(self) -> Splits:
         if self._splits is not None:

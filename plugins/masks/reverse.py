@@ -7,22 +7,15 @@ magnitude matters (the paper finds PSN > Reverse). Parameters as :mod:`psn`.
 
 from __future__ import annotations
 
-import torch
-from mtlkit_plugins.masks._per_neuron import PerNeuronMask
-from torch import nn
+from mtlkit_plugins.masks.psn import PSN
 
 from mtlkit import hookimpl
-from mtlkit.masking import MaskContext
 
 
-class Reverse(PerNeuronMask):
+class Reverse(PSN):
     """Per neuron, the K lowest-|w| incoming weights (the paper's Reverse ablation)."""
 
     largest = False
-
-    def scores(self, name: str, rows: torch.Tensor, module: nn.Module | None,
-               context: MaskContext) -> torch.Tensor:
-        return rows.abs()
 
 
 @hookimpl

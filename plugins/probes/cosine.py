@@ -22,11 +22,13 @@ from mtlkit import hookimpl
 from mtlkit.probing import ConflictProbe, GradientObservation, check_every, cosine_matrix
 
 
-def incidence(cos: torch.Tensor) -> float:
+def incidence(cos: torch.Tensor, iu: torch.Tensor | None = None) -> float:
+    """Share of pairs ``i < j`` with a negative cosine (``iu``: the pairs' indices, if known)."""
     K = cos.shape[0]
     if K < 2:
         return 0.0
-    iu = torch.triu_indices(K, K, offset=1)
+    if iu is None:
+        iu = torch.triu_indices(K, K, offset=1)
     return float((cos[iu[0], iu[1]] < 0).double().mean())
 
 
@@ -47,12 +49,12 @@ class CosineProbe(ConflictProbe):
         cos_train = cosine_matrix(obs.gramian.double())
         dense = obs.layout.n == obs.layout.n_full
         cos_full = cos_train if dense else cosine_matrix(obs.full_gramian.double())
-        p_full, p_train = incidence(cos_full), incidence(cos_train)
+        K = cos_full.shape[0]
+        iu = torch.triu_indices(K, K, offset=1)
+        p_full, p_train = incidence(cos_full, iu), incidence(cos_train, iu)
         self.records.append((obs.progress, p_full, p_train))
         self._cos_sum = cos_full.cpu() if self._cos_sum is None else self._cos_sum + cos_full.cpu()
         self._task_names = list(obs.task_names)
-        K = cos_full.shape[0]
-        iu = torch.triu_indices(K, K, offset=1)
         mean_cos = float(cos_full[iu[0], iu[1]].mean()) if K > 1 else 1.0
         return {"incidence": p_full, "incidence_trainable": p_train, "mean_cosine": mean_cos}
 

@@ -64,6 +64,7 @@ from torch import fx, nn
 from mtlkit import hookimpl
 from mtlkit.errors import ConfigError
 from mtlkit.models import MultiTaskModel
+from mtlkit.probing import layer_of
 
 #: Module types Recon's scoring treats as layers and this transform can branch.
 BRANCHABLE: tuple[type[nn.Module], ...] = (
@@ -101,12 +102,6 @@ class BranchedLayer(nn.Module):
 
 
 # -- which layers exist and which can be branched -------------------------------------------
-
-
-def layer_of(param_name: str) -> str:
-    """Recon's layer name of a parameter: its module path (``.weight``/``.bias`` stripped)."""
-    return param_name.rsplit(".", 1)[0] if param_name.endswith((".weight", ".bias")) \
-        else param_name
 
 
 def shared_layers(model: MultiTaskModel) -> dict[str, int]:
@@ -272,12 +267,14 @@ class ReconModel(MultiTaskModel):
             self.__dict__[key] = base.__dict__[key]
         self.__dict__["_base"] = base
         self.branched_layers: list[str] = list(layers)
+        # a plain dict (not registered): the modules stay listed once, under their own names
+        self.__dict__["_branches"] = {name: self.get_submodule(name) for name in layers}
         self.mode, self.mode_reason = self._choose_mode()
 
     # -- structure ----------------------------------------------------------------------------
 
     def branches(self) -> dict[str, BranchedLayer]:
-        return {name: self.get_submodule(name) for name in self.branched_layers}
+        return dict(self._branches)
 
     def _choose_mode(self) -> tuple[str, str]:
         base = self._base
@@ -288,7 +285,8 @@ class ReconModel(MultiTaskModel):
         if not all(name.startswith("encoder.") for name in self.branched_layers):
             return "per_task_model", "a branched layer lies outside the encoder"
         try:
-            stream_graph(base.encoder, self.task_names)
+            # kept for the first _streams() (a later rebuild, after .to(), traces again)
+            self.__dict__["_stream_graph"] = stream_graph(base.encoder, self.task_names)
         except _NotStreamable as exc:
             return "per_task_encoder", str(exc)
         return "streams", "shared prefix once, layers after the first branch once per task"
@@ -298,8 +296,10 @@ class ReconModel(MultiTaskModel):
         if gm is None:
             # The GraphModule references the encoder's own submodules (no copies); it is not
             # registered as a child, so parameters are not listed twice.
-            gm = fx.GraphModule(self._base.encoder,
-                                stream_graph(self._base.encoder, self.task_names))
+            graph = self.__dict__.pop("_stream_graph", None)
+            if graph is None:
+                graph = stream_graph(self._base.encoder, self.task_names)
+            gm = fx.GraphModule(self._base.encoder, graph)
             self.__dict__["_streams_gm"] = gm
         return gm
 
@@ -311,6 +311,7 @@ class ReconModel(MultiTaskModel):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_streams_gm", None)
+        state.pop("_stream_graph", None)
         return state
 
     def train(self, mode: bool = True) -> ReconModel:
@@ -396,10 +397,6 @@ def branch_layers(model: MultiTaskModel, layers: Sequence[str]) -> MultiTaskMode
         parent = base.get_submodule(parent_name) if parent_name else base
         setattr(parent, attr, BranchedLayer(getattr(parent, attr), tasks))
     return ReconModel(base, layers)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 class ReconTransform:

@@ -13,7 +13,6 @@ from mtlkit_plugins.transforms.recon import (
     ReconModel,
     branch_layers,
     branchable_layers,
-    count_parameters,
     shared_layers,
 )
 from torch import nn
@@ -22,6 +21,7 @@ from torch.nn import functional as F
 import mtlkit
 from mtlkit.errors import ConfigError
 from mtlkit.models import MultiTaskModel
+from mtlkit.trainer import count_parameters
 
 TASKS = ("left", "right", "third")
 

@@ -11,11 +11,12 @@ import torch
 from mtlkit_plugins.backbones.mtan import build_mtan
 from mtlkit_plugins.backbones.segnet import SegNet
 from mtlkit_plugins.heads._dense import prediction_layer
-from mtlkit_plugins.transforms.recon import branch_layers, branchable_layers, count_parameters
+from mtlkit_plugins.transforms.recon import branch_layers, branchable_layers
 
 import mtlkit
 from mtlkit.errors import ConfigError
 from mtlkit.models import MultiTaskModel
+from mtlkit.trainer import count_parameters
 
 CHANNELS = {"segmentation": 13, "depth": 1, "normal": 3}
 X = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(0))
