@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from mtlkit.aggregation import PROPERTIES, Aggregator
+from mtlkit.aggregation import PROPERTIES, Aggregator, gramian_matrix
 from mtlkit.errors import GradientError
 
 BASE_CHECKS = ("structure", "deterministic", "single_task", "all_zero", "non_finite",
@@ -131,13 +131,26 @@ def check_non_finite(agg: Aggregator, J: torch.Tensor) -> None:
 
 
 def check_gramian_context(agg: Aggregator, J: torch.Tensor) -> None:
-    """A Gramian passed in the context gives the same result as computing it."""
+    """The Gramian passed in the context is used, and gives the same result as computing it.
+
+    A context Gramian equal to ``J J^T`` cannot tell "used" from "ignored": it is bit for bit
+    what the aggregator would compute itself (and a differently rounded one differs by far less
+    than the tolerance). So the call gets ``[J, E]``, ``J`` with extra coordinates ``E`` (``J``
+    with random signs: same row norms, other dot products), and ``context['gramian'] = J J^T``.
+    A ``requires = "gramian"`` aggregator forms ``d = w(G)^T J`` from the Gramian it is given,
+    so the first ``n`` coordinates must equal ``agg(J)``; one that recomputes ``G`` from its
+    input weights by ``J J^T + E E^T`` instead.
+    """
     if getattr(agg, "requires", "jacobian") != "gramian":
         return
-    ctx = make_context(J.shape[0])
-    ctx["gramian"] = J @ J.T
-    assert_close(run(agg, J, ctx), run(agg, J), J,
-                 "result with context['gramian'] differs from the result without")
+    K, n = J.shape
+    signs = torch.randint(0, 2, (K, n), generator=torch.Generator().manual_seed(0))
+    wide = torch.cat([J, J * (2 * signs - 1).to(J.dtype)], dim=1)
+    ctx = make_context(K)
+    ctx["gramian"] = gramian_matrix(J)
+    assert_close(run(agg, wide, ctx)[:n], run(agg, J), J,
+                 "with context['gramian'] = J J^T and extra coordinates appended to J, the first "
+                 "n coordinates differ from agg(J): the context Gramian is ignored or misused")
 
 
 # -- claimed properties ---------------------------------------------------------------------

@@ -110,11 +110,21 @@ def jacobian_recipes(
     min_scale: float = 1e-8,
     max_scale: float = 1e8,
     row_spread: float = 2.0,
+    wide: bool = False,
 ) -> JacobianRecipe:
-    """Draw a :class:`JacobianRecipe` (see the module docstring for the knobs)."""
+    """Draw a :class:`JacobianRecipe` (see the module docstring for the knobs).
+
+    ``wide``: only ``n > K``, so the row span of ``J`` is a proper subspace of ``R^n`` (for
+    ``K >= n`` a full-rank ``J`` spans everything and "lies in the row span" cannot fail).
+    """
+    if wide:
+        if max_dim <= min_tasks:
+            raise ValueError(f"wide Jacobians need max_dim > min_tasks ({max_dim} <= {min_tasks})")
+        max_tasks = min(max_tasks, max_dim - 1)
     K = draw(st.integers(min_tasks, max_tasks))
     # Mostly small n (fast, and K > n makes rank deficiency common), sometimes large.
-    n = draw(st.one_of(st.integers(1, 64), st.integers(1, max_dim)))
+    lo_n = K + 1 if wide else 1
+    n = draw(st.one_of(st.integers(lo_n, max(lo_n, 64)), st.integers(lo_n, max_dim)))
     structure = draw(st.sampled_from(list(structures)))
     full = min(K, n)
     rank = draw(st.integers(1, max(1, full - 1))) if structure == "low_rank" else full

@@ -64,6 +64,8 @@ def run_check(
         kwargs["structures"] = STRUCTURES
     if check not in ("single_task",):
         kwargs["min_tasks"] = 2
+    if check == "weighted":
+        kwargs["wide"] = True  # n > K: otherwise a full-rank J spans R^n and nothing can fail
     if check in BASE:
         fn: Callable[..., Any] = BASE[check]
     elif check in PROPERTY_CHECKS:
@@ -90,7 +92,10 @@ def run_check(
         args = dict(extra)
         if "perm_seed" in args:
             gen = torch.Generator().manual_seed(args.pop("perm_seed"))
-            args["perm"] = torch.randperm(J.shape[0], generator=gen)
+            perm = torch.randperm(J.shape[0], generator=gen)
+            if J.shape[0] >= 2 and torch.equal(perm, torch.arange(J.shape[0])):
+                perm = perm.roll(1)  # the identity would test nothing (1 in 2 draws at K = 2)
+            args["perm"] = perm
         try:
             fn(a, J, **args)
         except AssertionError as exc:

@@ -31,17 +31,34 @@ def as_normalized_numpy(G: torch.Tensor) -> tuple[np.ndarray, float]:
     clipped to 0 (one K x K eigendecomposition). ``s = 0`` (all-zero gradients, which the base
     class already short-cuts) returns ``s = 1``.
     """
+    A, scale, _ = _normalize(G)
+    return A, scale
+
+
+def as_normalized_eigh(G: torch.Tensor
+                       ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """:func:`as_normalized_numpy` plus ``(λ, V) = eigh(A)`` of the returned ``A``, reusing
+    the repair's eigendecomposition when ``A`` needed no repair (the usual case)."""
+    A, scale, eig = _normalize(G)
+    lam, V = eig if eig is not None else np.linalg.eigh(A)
+    return A, scale, lam, V
+
+
+def _normalize(G: torch.Tensor
+               ) -> tuple[np.ndarray, float, tuple[np.ndarray, np.ndarray] | None]:
+    """``(A, s, eigh(A))``; the last is ``None`` where ``A`` is not the matrix decomposed."""
     A = G.detach().to(device="cpu", dtype=torch.float64).numpy()
     A = 0.5 * (A + A.T)  # float32 matmuls are not exactly symmetric
     scale = float(np.mean(np.diag(A)))
     if not math.isfinite(scale) or scale <= 0.0:
-        return A, 1.0
+        return A, 1.0, None
     A = A / scale
     lam, V = np.linalg.eigh(A)
     if lam.min() < 0.0:
         A = (V * np.clip(lam, 0.0, None)) @ V.T
         A = 0.5 * (A + A.T)
-    return A, scale
+        return A, scale, None
+    return A, scale, (lam, V)
 
 
 def eigen_cutoff(dtype: torch.dtype, K: int) -> float:
@@ -167,12 +184,18 @@ def stationarity_screen(A: np.ndarray, dtype: torch.dtype
     return active, B, mgda
 
 
-def project_dual_cone(G: np.ndarray, lower: np.ndarray) -> np.ndarray:
+def project_dual_cone(G: np.ndarray, lower: np.ndarray,
+                      P: np.ndarray | None = None) -> np.ndarray:
     """``argmin_{w >= lower} w^T G w`` (weights of the projection of ``lower^T J`` onto the
-    dual cone ``{x : J x >= 0}``; Quinton & Rey 2024, Prop. 1), by quadprog."""
+    dual cone ``{x : J x >= 0}``; Quinton & Rey 2024, Prop. 1), by quadprog.
+
+    ``P`` is the ridged ``G + RIDGE·I`` the QP is solved on, for a caller that solves several
+    QPs on one Gramian (UPGrad); computed here when not given.
+    """
     quadprog = require_quadprog("the dual-cone projection (UPGrad)")
     K = G.shape[0]
-    P = G + RIDGE * np.eye(K)
+    if P is None:
+        P = G + RIDGE * np.eye(K)
     w = quadprog.solve_qp(P, np.zeros(K), np.eye(K), lower, meq=0)[0]
     return np.maximum(w, lower)
 

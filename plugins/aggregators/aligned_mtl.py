@@ -22,7 +22,7 @@ import attrs
 import numpy as np
 import torch
 from mtlkit_plugins.aggregators._solvers import (
-    as_normalized_numpy,
+    as_normalized_eigh,
     check_choice,
     eigen_cutoff,
     to_weights,
@@ -45,9 +45,8 @@ class AlignedMTL(GramianWeighting):
         check_choice("scale_mode", self.scale_mode, ("min", "median", "rmse"))
 
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
-        A, _ = as_normalized_numpy(G)
+        A, _, lam, V = as_normalized_eigh(G)
         K = A.shape[0]
-        lam, V = np.linalg.eigh(A)
         keep = lam > lam.max() * eigen_cutoff(G.dtype, K)
         if not keep.any():
             return torch.zeros(K, dtype=torch.float64)

@@ -44,7 +44,7 @@ import attrs
 import numpy as np
 import torch
 from mtlkit_plugins.aggregators._solvers import (
-    as_normalized_numpy,
+    as_normalized_eigh,
     check_range,
     eigen_cutoff,
     to_weights,
@@ -54,7 +54,8 @@ from mtlkit import hookimpl
 from mtlkit.aggregation import GramianWeighting
 
 
-def orthogonal_coefficients(A: np.ndarray, tol: float) -> np.ndarray:
+def orthogonal_coefficients(A: np.ndarray, tol: float,
+                            eig: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Row ``i``: coefficients ``c_i`` of ``g'_i`` (the part of ``g_i`` orthogonal to the
     other rows) in terms of the rows; zero where ``g_i`` is (numerically) in their span.
 
@@ -63,10 +64,10 @@ def orthogonal_coefficients(A: np.ndarray, tol: float) -> np.ndarray:
     with a component in ``N`` is a combination of the others, so ``g'_i = 0``. For any other
     row, ``v = J^T A^+ e_i`` satisfies ``v·g_j = (A A^+ e_i)_j = δ_ij`` (``e_i`` is in the range
     of ``A``), so ``v`` is orthogonal to the others and ``g'_i = v / ‖v‖² = J^T A^+ e_i /
-    (A^+)_{ii}``, with ``‖g'_i‖² = 1 / (A^+)_{ii}``.
+    (A^+)_{ii}``, with ``‖g'_i‖² = 1 / (A^+)_{ii}``. ``eig``: ``eigh(A)`` if already known.
     """
     K = A.shape[0]
-    lam, V = np.linalg.eigh(A)
+    lam, V = np.linalg.eigh(A) if eig is None else eig
     top = max(float(lam.max()), 0.0)
     keep = lam > top * max(tol, K * 1e-12)
     C = np.zeros((K, K))
@@ -99,11 +100,11 @@ class GradOPS(GramianWeighting):
         check_range("tol", self.tol, 0.0, 1.0, lo_open=True, hi_open=True)
 
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
-        A, _ = as_normalized_numpy(G)
+        A, _, lam, V = as_normalized_eigh(G)
         K = A.shape[0]
         # A float32 Gramian carries ~1e-7..1e-5 relative error: residuals below that are noise.
         tol = max(self.tol, eigen_cutoff(G.dtype, K))
-        C = orthogonal_coefficients(A, tol)
+        C = orthogonal_coefficients(A, tol, (lam, V))
         sq = np.einsum("ij,jk,ik->i", C, A, C)  # ‖g'_i‖²
         served = sq > 0
         if not served.any():

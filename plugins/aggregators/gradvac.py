@@ -75,9 +75,9 @@ class GradVac(GramianWeighting):
             c = np.zeros(K)
             c[i] = 1.0
             others = [j for j in range(K) if j != i]
+            norm_i = math.sqrt(max(float(c @ A @ c), 0.0))  # ‖c^T J‖; changes only with c
             for t in torch.randperm(K - 1, generator=gen, device=gen.device).tolist():
                 j = others[t]
-                norm_i = math.sqrt(max(float(c @ A @ c), 0.0))
                 if norm_i == 0.0 or norms[j] == 0.0:
                     continue
                 phi = float(np.clip(c @ A[:, j] / (norm_i * norms[j]), -1.0, 1.0))
@@ -86,6 +86,7 @@ class GradVac(GramianWeighting):
                     coef = norm_i * (target * math.sqrt(1 - phi**2)
                                      - phi * math.sqrt(1 - target**2))
                     c[j] += coef / (norms[j] * math.sqrt(max(1 - target**2, 1e-16)))
+                    norm_i = math.sqrt(max(float(c @ A @ c), 0.0))
                 targets[i, j] = (1 - self.beta) * target + self.beta * phi
             total += c
         if self.reduction == "mean":

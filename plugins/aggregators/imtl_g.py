@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from mtlkit_plugins.aggregators._solvers import as_normalized_numpy, eigen_cutoff, to_weights
+from mtlkit_plugins.aggregators._solvers import as_normalized_eigh, eigen_cutoff, to_weights
 
 from mtlkit import hookimpl
 from mtlkit.aggregation import GramianWeighting
@@ -35,9 +35,8 @@ class IMTLG(GramianWeighting):
         {"permutation_invariant", "linear_under_scaling", "weighted"})
 
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
-        A, _ = as_normalized_numpy(G)
+        A, _, lam, V = as_normalized_eigh(G)
         nu = np.sqrt(np.clip(np.diag(A), 0.0, None))
-        lam, V = np.linalg.eigh(A)
         keep = lam > lam.max() * eigen_cutoff(G.dtype, A.shape[0])
         v = V[:, keep] @ ((V[:, keep].T @ nu) / lam[keep])
         total = float(v.sum())

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from mtlkit_plugins.aggregators._solvers import (
+    RIDGE,
     as_normalized_numpy,
     project_dual_cone,
     require_quadprog,
@@ -47,16 +48,15 @@ class UPGrad(GramianWeighting):
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         A, _ = as_normalized_numpy(G)
         K = A.shape[0]
-        if bool((A >= 0).all()):
-            # No conflict: every g_k is in the cone, the projections are the identity.
-            return torch.full((K,), 1.0 / K, dtype=torch.float64)
         w = np.zeros(K)
         eye = np.eye(K)
+        P = A + RIDGE * eye  # the QP matrix, shared by the K projections
         for k in range(K):
+            # Without any conflict every g_k is in the cone and w is exactly the mean's 1/K.
             if bool((A[:, k] >= 0).all()):  # g_k already in the cone
                 w += eye[k]
             else:
-                w += project_dual_cone(A, eye[k])
+                w += project_dual_cone(A, eye[k], P)
         return to_weights(w / K)
 
 

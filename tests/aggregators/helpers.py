@@ -27,11 +27,3 @@ def has_conflict(J: torch.Tensor) -> bool:
 
 def agg(name: str, **params):
     return mtlkit.get_aggregator(name, **params)
-
-
-def ctx(K: int, seed: int = 0, **extra):
-    from mtlkit.testing.properties import make_context
-
-    c = make_context(K, seed)
-    c.update(extra)
-    return c

@@ -57,8 +57,6 @@ def test_solver_failure_raises_or_warns_loudly(monkeypatch):
         raise RuntimeError("solver exploded")
 
     J = make_J(3, 6, seed=1, conflict=False)
-    a = agg("nash_mtl")
-    a(J)  # builds the problem
     monkeypatch.setattr(cvxpy.Problem, "solve", boom)
     with pytest.raises(GradientError, match="solver exploded"):
         agg("nash_mtl")(J)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from mtlkit_plugins.aggregators.mean import Mean
 from mtlkit_plugins.aggregators.upgrad import UPGrad
 
-from mtlkit.aggregation import Aggregator, GramianWeighting
+from mtlkit.aggregation import Aggregator, GramianWeighting, gramian_matrix
 from mtlkit.testing import check_aggregator, checks_for, run_check
 from mtlkit.testing.properties import check_non_conflicting, check_permutation_invariant
 from mtlkit.testing.pytest_plugin import aggregator_suite
@@ -64,6 +64,29 @@ class LeavesSpan(Aggregator):
         return J.mean(0) + J.norm() * 0.1
 
 
+class IgnoresContextGramian(UPGrad):
+    """UPGrad that recomputes ``J J^T`` instead of using ``context['gramian']``."""
+
+    def aggregate(self, J: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        return self.weights(gramian_matrix(J), context).to(J.dtype) @ J
+
+
+SEEN: list[torch.Tensor] = []
+
+
+class Recorder(Aggregator):
+    """The mean; records every input it is called with."""
+
+    properties: ClassVar[frozenset[str]] = frozenset({"permutation_invariant", "weighted"})
+
+    def __call__(self, J: torch.Tensor, **context: Any) -> torch.Tensor:
+        SEEN.append(J.clone())
+        return super().__call__(J, **context)
+
+    def aggregate(self, J: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        return J.mean(0)
+
+
 @pytest.mark.parametrize(("cls", "check", "message"), [
     (MeanClaimingNonConflicting, "non_conflicting", "conflicts with task"),
     (ReturnsNaN, "structure", "non-finite"),
@@ -71,6 +94,7 @@ class LeavesSpan(Aggregator):
     (Squared, "linear_under_scaling", "differs from agg"),
     (SkipsNaNCheck, "non_finite", "did not raise GradientError"),
     (LeavesSpan, "weighted", "leaves the row span"),
+    (IgnoresContextGramian, "gramian_context", "context Gramian is ignored"),
 ])
 def test_broken_aggregator_is_caught_with_property_and_example(cls, check, message):
     with pytest.raises(AssertionError) as info:
@@ -90,6 +114,22 @@ def test_correct_aggregators_pass_and_checks_follow_claims():
     check_aggregator(Mean, max_examples=10, max_dim=500)
     check_aggregator(UPGrad(), max_examples=5, max_dim=200, max_tasks=8)
     assert "conflict_only" in checks_for(UPGrad) and "conflict_only" not in checks_for(Mean)
+
+
+def test_permutation_check_never_uses_the_identity():
+    SEEN.clear()
+    run_check(Recorder, "permutation_invariant", max_examples=30, max_tasks=2, max_dim=50)
+    assert len(SEEN) == 60  # (permuted, original) per example
+    for Jp, J in zip(SEEN[::2], SEEN[1::2]):
+        if not torch.equal(J[0], J[1]):  # else every permutation gives the same J
+            assert not torch.equal(Jp, J)
+
+
+def test_weighted_check_draws_only_wide_jacobians():
+    """With n <= K a full-rank J spans R^n: every direction would pass."""
+    SEEN.clear()
+    run_check(Recorder, "weighted", max_examples=30, max_tasks=12, max_dim=6)
+    assert SEEN and all(J.shape[1] > J.shape[0] for J in SEEN)
 
 
 def test_unknown_claims_are_rejected():
