@@ -7,13 +7,16 @@ The public Python API::
     d = agg(J)                      # J: [K, n] task gradients -> d: [n]
     mtlkit.list_plugins()
 
+    mtl = mtlkit.MTLBackward(model.encoder, aggregator="upgrad", optimizer=optimizer)
+    report = mtl.backward(losses)   # any training loop: shared .grad aggregated, heads own
+
 Components are looked up by name in the plugin registry (entry-point group ``mtlkit``); unknown
 names raise :class:`mtlkit.errors.PluginError` listing the available ones.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -21,6 +24,8 @@ from mtlkit.hookspecs import hookimpl
 from mtlkit.plugins import PluginInfo, get_plugin_manager
 
 __all__ = [
+    "BackwardReport",
+    "MTLBackward",
     "__version__",
     "get_aggregator",
     "get_backbone",
@@ -31,7 +36,23 @@ __all__ = [
     "get_transform",
     "hookimpl",
     "list_plugins",
+    "mtl_backward",
 ]
+
+
+if TYPE_CHECKING:
+    from mtlkit.engine import BackwardReport, MTLBackward, mtl_backward
+
+#: imported on first use: ``import mtlkit`` (and every CLI start) does not pay for torch
+_ENGINE_NAMES = ("BackwardReport", "MTLBackward", "mtl_backward")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENGINE_NAMES:
+        from mtlkit import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'mtlkit' has no attribute {name!r}")
 
 
 def get_aggregator(name: str, **params: Any):

@@ -55,6 +55,9 @@ class MaskStrategy:
     """
 
     reselect_every: ClassVar[int | None] = None
+    #: :meth:`select` reads ``MaskContext.gradient_magnitudes``: the engine then selects on the
+    #: first backward call (an own loop: that batch's gradients), not at construction
+    needs_gradients: ClassVar[bool] = False
     #: the requested trainable fraction, if the strategy targets one (reported in results)
     density: float | None = None
 

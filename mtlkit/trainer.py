@@ -34,21 +34,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mtlkit import __version__
-from mtlkit.aggregation import (
-    Aggregator,
-    GramianWeighting,
-    check_jacobian,
-    gramian_matrix,
-    nonfinite_error,
-)
+from mtlkit.aggregation import Aggregator
 from mtlkit.benchmarks import Benchmark, InMemoryDataset
 from mtlkit.config import TrainConfig
-from mtlkit.errors import ConfigError, GradientError
-from mtlkit.jacobian import JacobianEngine, all_finite, check_gramian
+from mtlkit.engine import MTLBackward
+from mtlkit.errors import ConfigError
+from mtlkit.jacobian import JacobianEngine
 from mtlkit.masking import FrozenGuard, MaskContext, ParameterMask
 from mtlkit.metrics import delta_m_metric_level, delta_m_task_level
 from mtlkit.plugins import PluginManager, get_plugin_manager
-from mtlkit.probing import GradientObservation
 from mtlkit.results import load_checkpoint, save_checkpoint, write_csv, write_json
 
 EpochCallback = Callable[[dict[str, Any], "Trainer"], None]
@@ -147,26 +141,27 @@ class Trainer:
 
         mask = self._select_mask(step=0)
         self.gradient_path = gradient_path(cfg, self.aggregator, self.model)
-        engine_mode = "batched" if cfg.jacobian == "batched" else "loop"
-        self.engine = JacobianEngine(self.shared, mask, mode=engine_mode)
-        #: a GramianWeighting that keeps the base aggregate(): only w(G) is ever asked of it
-        self.gramian_weights = (isinstance(self.aggregator, GramianWeighting)
-                                and type(self.aggregator).aggregate is GramianWeighting.aggregate)
-        self.set_mask(mask)
-        configure = getattr(self.aggregator, "configure", None)
-        if callable(configure):  # e.g. UW creates one log-variance per task
-            configure(len(names))
+        self.aggregator.configure(len(names))  # e.g. UW creates one log-variance per task
         self.optimizer = self._make_optimizer()
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.total_steps = self.epochs * self.steps_per_epoch
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        #: the step itself: per-task gradients, mask, probes, aggregation (the public engine)
+        self.mtl = MTLBackward(
+            self.shared, self.aggregator, mask=mask, probes=self.probes,
+            optimizer=self.optimizer, features=self.gradient_path == "representation",
+            tasks=names, task_params=self.task_params,
+            jacobian="loop" if cfg.jacobian == "representation" else cfg.jacobian,
+            mask_point=cfg.mask_point, nonfinite=cfg.nonfinite, probe_every=cfg.probe_every,
+            seed=cfg.seed, total_steps=self.total_steps, plugins=self.pm)
+        self.agg_generator = self.mtl.generator
         self.step = 0
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.step_rows: list[dict[str, Any]] = []
         self.skipped_steps = 0
         self.wall_s = 0.0
-        self.steps_per_epoch = self._steps_per_epoch()
-        self.total_steps = self.epochs * self.steps_per_epoch
-        if cfg.max_steps is not None:
-            self.total_steps = min(self.total_steps, cfg.max_steps)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for _, p in self.shared]
@@ -192,11 +187,21 @@ class Trainer:
         return ParameterMask.from_selection(shared, selection)
 
     def set_mask(self, mask: ParameterMask) -> None:
-        """Make ``mask`` the trainable set: engine layout, frozen-value guard, caches."""
-        self.mask = mask
-        self._flat_index: torch.Tensor | None = None
-        self.engine.set_mask(mask)
-        self.guard = FrozenGuard(dict(self.shared), mask)
+        """Make ``mask`` the trainable set (engine layout, frozen-value guard, caches)."""
+        self.mtl.set_mask(mask)
+
+    @property
+    def mask(self) -> ParameterMask:
+        return self.mtl.mask
+
+    @property
+    def guard(self) -> FrozenGuard:
+        return self.mtl.guard
+
+    @property
+    def engine(self) -> JacobianEngine:
+        """The Jacobian engine behind :attr:`mtl` (layout, ``n``)."""
+        return self.mtl.engine
 
     def _gradient_magnitudes(self, num_batches: int, step: int = 0) -> dict[str, torch.Tensor]:
         """Accumulated |grad| of the mean task loss over ``num_batches`` training batches
@@ -249,11 +254,6 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def _probe_due(self) -> list[str]:
-        every = self.config.probe_every
-        return [name for name, probe in self.probes.items()
-                if self.step % max(every, probe.every) == 0]
-
     def train_step(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> dict[str, float] | None:
         """One optimizer step; returns per-task losses, or ``None`` if the step was skipped."""
         if not self.model.training:  # train() walks every module: ~0.15 ms a step otherwise
@@ -266,202 +266,21 @@ class Trainer:
         else:
             outputs = self.model(x)
         losses = self._losses(outputs, y)
-        values = losses.detach().tolist()  # one host sync serves the check and the return
-        if not all(math.isfinite(v) for v in values):
-            bad = [t for t, v in zip(self.task_names, values) if not math.isfinite(v)]
-            return self._nonfinite(f"non-finite loss for task(s) {', '.join(bad)}")
-        context = {"losses": losses.detach(), "step": self.step, "epoch": self.epoch,
-                   "task_names": self.task_names, "generator": self.agg_generator}
-        due = self._probe_due()
-        try:
-            if self._full_point():
-                self._full_point_step(losses, context, due)
-            elif self.gradient_path == "losses":
-                self._loss_step(losses, context, due)
-            elif self.gradient_path == "representation":
-                self._representation_step(losses, z, context, due)
-            elif self.gradient_path == "gramian" or (self.gradient_path == "batched"
-                                                     and self.gramian_weights):
-                # batched VJPs come stacked per parameter: G and w^T J need no J at all
-                self._gramian_step(losses, context, due)
-            else:
-                self._jacobian_step(losses, context, due)
-        except GradientError as exc:
-            return self._nonfinite(str(exc))
-        self.optimizer.step()
-        self.guard.restore()
-        if getattr(self.aggregator, "needs_losses_after", False):
+        after = None
+        if self.aggregator.needs_losses_after:
             # FAMO's update compares the same batch's losses before and after the step
-            with torch.no_grad():
-                context["losses_after"] = self._losses(self.model(x), y).detach()
-        self.aggregator.after_step(context)
-        return dict(zip(self.task_names, values))
-
-    # The four gradient paths; which one runs is fixed at set-up (see gradient_path()).
-
-    def _loss_step(self, losses, context, due) -> None:
-        if due:  # probes still need the per-task gradients
-            result = self.engine.compute(losses, [], full=True, retain_graph=True)
-            self._observe(due, result.J, result.full_grads, losses.detach(), context)
-        weights = self.aggregator.loss_weights(losses.detach(), context)
-        # the graph is kept (no extra time) so that a non-finite gradient can be traced back
-        # to the tasks that caused it
-        (weights.to(losses.dtype) * losses).sum().backward(retain_graph=True)
-        if not self._grads_finite():
-            self._name_nonfinite_tasks(losses)
-        self._mask_shared_grads()
-        if getattr(self.aggregator, "head_gradients", "weighted") == "own":
-            self._unweight_task_grads(weights)
-
-    def _unweight_task_grads(self, weights: torch.Tensor) -> None:
-        """Give each task's own parameters ``grad L_k`` rather than ``w_k grad L_k``."""
-        for w, params in zip(weights.tolist(), self.task_params):
-            if w != 0:
-                for p in params:
-                    if p.grad is not None:
-                        p.grad.div_(w)
-
-    def _grads_finite(self) -> bool:
-        sums = [p.grad.sum() for p in self.model.parameters() if p.grad is not None]
-        return not sums or bool(torch.isfinite(torch.stack(sums).sum()))  # one host sync
-
-    def _name_nonfinite_tasks(self, losses: torch.Tensor) -> None:
-        """Per-task gradients, only after a non-finite weighted backward: name the tasks."""
-        J = self.engine.compute(losses, [], retain_graph=True).J
-        check_jacobian(J, self.task_names)
-        bad = [t for t, ps in zip(self.task_names, self.task_params)
-               if any(p.grad is not None and not all_finite(p.grad) for p in ps)]
-        if bad:
-            raise nonfinite_error([self.task_names.index(t) for t in bad], self.task_names)
-        if not all(all_finite(p.grad) for p in self.model.parameters() if p.grad is not None):
-            raise GradientError("non-finite (NaN/Inf) gradient of the weighted loss; refusing "
-                                "to update (set nonfinite='skip' to skip such steps instead)")
-
-    def _jacobian_step(self, losses, context, due) -> None:
-        result = self.engine.compute(losses, self.task_params, full=bool(due))
-        J = result.J
-        if self.gramian_weights or self.aggregator.requires == "gramian":
-            context["gramian"] = gramian_matrix(J)
-        if due:
-            self._observe(due, J, result.full_grads, losses.detach(), context)
-        if self.gramian_weights:
-            # d = w^T J with w from G alone: one mm, one mv, O(K) checks, no pass over J
-            self.engine.write_weighted(J, self._weights(context["gramian"], context))
-        else:
-            self._apply(self.aggregator(J, **context))
-
-    def _gramian_step(self, losses, context, due) -> None:
-        G, kept = self.engine.gramian(losses, self.task_params, full=bool(due))
-        context["gramian"] = G
-        J = self.engine.assemble(kept.per_task) if due or not self.gramian_weights else None
-        if due:
-            self._observe(due, J, kept.per_task, losses.detach(), context)
-        if J is not None and not self.gramian_weights:
-            # the aggregator overrides aggregate(): it gets J (formed from the kept gradients)
-            self._apply(self.aggregator(J, **context))
-            return
-        self.engine.write_combination(kept, self._weights(G, context))
-
-    def _representation_step(self, losses, z, context, due) -> None:
-        if due:  # the probes observe parameter-level gradients, as in every other mode
-            result = self.engine.compute(losses, [], full=True, retain_graph=True)
-            self._observe(due, result.J, result.full_grads, losses.detach(), context)
-        Z = self.engine.representation(losses, z, self.task_params)
-        if self.gramian_weights:
-            G = gramian_matrix(Z)
-            context["gramian"] = G
-            dz = torch.mv(Z.t(), self._weights(G, context))
-        else:
-            context["representation_jacobian"] = Z
-            dz = self._checked_update(self.aggregator(Z, **context))
-        self.engine.backward_representation(z, dz)
-
-    def _weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
-        """A :class:`GramianWeighting`'s ``w``, with the base class's guarantees checked on G."""
-        K = G.shape[0]
-        if check_gramian(G, self.task_names):  # all-zero J: zero update
-            return torch.zeros(K, dtype=G.dtype, device=G.device)
-        if K == 1:
-            return torch.ones(1, dtype=G.dtype, device=G.device)
-        w = self.aggregator.weights(G, context).to(device=G.device, dtype=G.dtype)
-        if w.shape != (K,):
-            raise RuntimeError(f"{type(self.aggregator).__name__}.weights returned shape "
-                               f"{tuple(w.shape)}, expected ({K},)")
-        if not bool(torch.isfinite(w).all()):
-            raise GradientError(f"aggregator {self.config.aggregator!r} returned non-finite "
-                                "weights")
-        return w
-
-    def _checked_update(self, d: torch.Tensor) -> torch.Tensor:
-        if not all_finite(d):
-            raise GradientError(f"aggregator {self.config.aggregator!r} returned a non-finite "
-                                "update")
-        return d
-
-    def _apply(self, d: torch.Tensor) -> None:
-        self.engine.scatter(self._checked_update(d))
-
-    def _full_point(self) -> bool:
-        """``mask_point="full"`` with a sparse mask: the literal Eq. 9 of the sparse-training
-        paper (the aggregator sees every shared coordinate; its update is masked)."""
-        # guard.active: some coordinate is frozen (known per mask, no per-step device sync)
-        return (self.config.mask_point == "full" and self.guard.active
-                and self.gradient_path not in ("losses", "representation"))
-
-    def _full_point_step(self, losses, context, due) -> None:
-        result = self.engine.compute(losses, self.task_params, full=True)
-        J_full = self._full_jacobian(result.full_grads, result.J)
-        if self.aggregator.requires == "gramian":
-            context["gramian"] = gramian_matrix(J_full)
-        if due:  # probes observe the trainable J; the full Gramian is not its Gramian
-            self._observe(due, result.J, result.full_grads, losses.detach(), {})
-        d = self._checked_update(self.aggregator(J_full, **context))
-        self.engine.scatter(d.index_select(0, self._trainable_index(d.device)))
-
-    def _full_jacobian(self, full_grads, like: torch.Tensor) -> torch.Tensor:
-        """``[K, n_shared]`` per-task gradients on every shared coordinate (frozen included)."""
-        sizes = self.engine.layout.full_sizes
-        return torch.stack([
-            torch.cat([g.reshape(-1).to(like.dtype) if g is not None
-                       else torch.zeros(size, dtype=like.dtype, device=like.device)
-                       for g, size in zip(row, sizes)])
-            for row in full_grads])
-
-    def _trainable_index(self, device: torch.device) -> torch.Tensor:
-        if self._flat_index is None or self._flat_index.device != device:
-            self._flat_index = self.mask.flat_trainable_index().to(device)
-        return self._flat_index
-
-    def _mask_shared_grads(self) -> None:
-        for p, frozen in zip(self.engine.params, self.engine.frozen):
-            if p.grad is not None and frozen is not None:
-                p.grad.masked_fill_(frozen, 0)
-
-    def _nonfinite(self, message: str) -> None:
-        if self.config.nonfinite == "skip":
+            def after() -> torch.Tensor:
+                return self._losses(self.model(x), y)
+        self.mtl.step = self.step
+        report = self.mtl.backward(losses, features=z, losses_after=after, epoch=self.epoch,
+                                   progress=self.step / max(self.total_steps, 1))
+        if report.probes:
+            self.step_rows.append({"step": self.step, "epoch": self.epoch, **report.probes})
+        if report.skipped:
             self.skipped_steps += 1
-            self.optimizer.zero_grad(set_to_none=True)
             return None
-        if "nonfinite='skip'" in message:
-            raise GradientError(f"step {self.step}: {message}")
-        raise GradientError(f"step {self.step}: {message}; no update was applied "
-                            "(nonfinite='skip' skips such steps)")
-
-    def _observe(self, due, J, full_grads, losses, context) -> None:
-        obs = GradientObservation(
-            step=self.step, epoch=self.epoch,
-            progress=self.step / max(self.total_steps, 1),
-            task_names=self.task_names, J=J, full_grads=full_grads,
-            layout=self.engine.layout, losses=losses)
-        if "gramian" in context:
-            # prime the cached property (a slot: attrs classes have no __dict__)
-            object.__setattr__(obs, "gramian", context["gramian"])
-        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
-        for name in due:
-            record = self.probes[name].observe(obs)
-            if record:
-                row.update({f"{name}.{k}": v for k, v in record.items()})
-        self.step_rows.append(row)
+        self.optimizer.step()  # the engine's step hook restores frozen coordinates
+        return report.losses
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -645,6 +464,8 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
         self.probes = state["probes"]
+        self.mtl.aggregator, self.mtl.probes = self.aggregator, self.probes
+        self.mtl.attach_optimizer(self.optimizer)
         self.set_mask(ParameterMask(state["mask"]))
         self.guard.load_saved_values(state["frozen_values"])
         self.step = state["step"]

@@ -17,6 +17,7 @@ had when frozen (zero gradients since then). Parameters as :mod:`psn`, plus the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import torch
 from mtlkit_plugins.masks._per_neuron import PerNeuronMask, neuron_rows
@@ -29,6 +30,8 @@ from mtlkit.masking import MaskContext
 
 class GradientMagnitude(PerNeuronMask):
     """Per neuron, the top-K weights by |grad| over warm-up batches; optional re-selection."""
+
+    needs_gradients: ClassVar[bool] = True
 
     def __init__(self, density: float | None = None, k: int | None = None,
                  include: str | Sequence[str] | None = None,

@@ -1,0 +1,499 @@
+"""``MTLBackward``: every aggregator, mask and probe for any training loop, in one call.
+
+::
+
+    mtl = mtlkit.MTLBackward(model.encoder, aggregator="upgrad", mask="psn",
+                             probes=["cosine"], optimizer=optimizer)
+    for x, y in loader:
+        optimizer.zero_grad()
+        losses = {t: loss_fn[t](head(z), y[t]) for t, head in heads.items()}
+        report = mtl.backward(losses)      # shared .grad = aggregated update, heads: own grads
+        optimizer.step()                   # frozen coordinates restored by a step hook
+
+What one call does: the per-task gradients on the shared *trainable* coordinates (``[K, n]``, or
+only ``G = J J^T`` for Gramian methods), each task-specific parameter's gradient of its own loss,
+the due probes, the aggregation, and the update written into ``.grad`` (frozen coordinates
+exactly 0). Which parameters are task-specific is found by walking each loss's autograd graph on
+the first call (or given as ``task_params``). The :class:`~mtlkit.trainer.Trainer` is one caller
+of this class among others; ``docs/own-model.md`` shows the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from mtlkit.aggregation import Aggregator
+from mtlkit.engine.paths import PATH_CLASSES, choose_path, uses_gramian_weights
+from mtlkit.engine.resolve import (
+    discover_task_params,
+    named_shared,
+    owning_modules,
+    plugin,
+    registered_name,
+    stack_losses,
+)
+from mtlkit.errors import ConfigError, GradientError, invalid_value
+from mtlkit.jacobian import JacobianEngine
+from mtlkit.masking import FrozenGuard, MaskContext, MaskStrategy, ParameterMask
+from mtlkit.plugins import PluginManager
+from mtlkit.probing import ConflictProbe, GradientObservation
+
+NONFINITE = ("error", "skip")
+MASK_POINTS = ("trainable", "full")
+
+
+@attrs.frozen
+class BackwardReport:
+    """What one :meth:`MTLBackward.backward` call did.
+
+    :ivar step: the engine's optimizer-step counter for this call (0-based).
+    :ivar losses: each task's loss value.
+    :ivar weights: ``[K]`` task weights when the method has them (Gramian and loss-level
+        methods), else ``None``.
+    :ivar probes: ``{"probe.metric": value}`` of the probes due at this step.
+    :ivar skipped: no update was written (non-finite values with ``nonfinite="skip"``, or left
+        to a ``GradScaler`` that will skip the optimizer step); ``reason`` says why.
+    :ivar applied: ``False`` for the micro-batches of gradient accumulation before the last.
+    """
+
+    step: int
+    losses: dict[str, float]
+    weights: torch.Tensor | None = None
+    probes: dict[str, float] = attrs.field(factory=dict)
+    skipped: bool = False
+    reason: str | None = None
+    applied: bool = True
+
+
+class MTLBackward:
+    """The engine: per-task gradients, masks, probes and aggregation for any training loop.
+
+    :param shared_params: the shared parameters: an ``nn.Module`` (its parameters that require
+        grad), ``(name, parameter)`` pairs, or parameters. Every other parameter a loss reaches is
+        task-specific and gets the plain gradient of its own task's loss.
+    :param aggregator: a registered name, ``{"name": ..., **params}``, or an
+        :class:`~mtlkit.aggregation.Aggregator` (stateful ones keep their state across calls).
+    :param mask: ``None``/``"dense"``, a registered mask strategy (name, mapping or instance),
+        a :class:`~mtlkit.masking.ParameterMask`, or ``{parameter name: bool tensor}``. Selected
+        here, or on the first call for strategies that need gradients (``needs_gradients``).
+    :param probes: probe names, mappings or instances, or ``{name: params or instance}``.
+    :param optimizer: the optimizer stepping these parameters. Its step hook restores frozen
+        coordinates bit-identically (momentum, Adam, AdamW weight decay) and runs the
+        aggregator's ``after_step``; without it call :meth:`after_optimizer_step` yourself.
+    :param features: aggregate gradients with respect to the shared representation (MGDA-UB
+        style): pass ``backward(losses, features=z)``.
+    :param task_params: per task (a sequence or ``{task: params}``), the parameters only that
+        task's loss reaches; default: found from the autograd graph on the first call.
+    :param tasks: the task names, in the order of unnamed losses (default: the keys of a
+        ``losses`` dict or of ``task_params``, else ``task0, task1, ...``).
+    :param jacobian: ``loop`` (default), ``batched``, ``gramian`` or ``representation``.
+    :param mask_point: ``trainable`` (the aggregator sees the trainable coordinates) or ``full``.
+    :param nonfinite: ``error`` (raise :class:`~mtlkit.errors.GradientError` naming the task)
+        or ``skip`` (report ``skipped`` and leave every ``.grad`` empty).
+    :param accumulation_steps: aggregate once every N calls on the summed per-task gradients of
+        N micro-batches (each loss is divided by N, so the result is the full batch's mean).
+    :param scaler: a ``torch.amp.GradScaler``: losses are scaled before differentiation, the
+        aggregator sees unscaled gradients, and ``.grad`` is written scaled for
+        ``scaler.step(optimizer)``; an inf/NaN step is left to the scaler, which skips it.
+    :param seed: seeds the generator randomised methods and mask strategies use.
+    :param total_steps: the run's length, so probes can tell the last half of training.
+    """
+
+    def __init__(
+        self,
+        shared_params: nn.Module | Iterable[Any],
+        aggregator: Any = "mean",
+        *,
+        mask: Any = None,
+        probes: Any = (),
+        optimizer: torch.optim.Optimizer | None = None,
+        features: bool = False,
+        task_params: Sequence[Iterable[torch.Tensor]] | Mapping[str, Iterable[torch.Tensor]]
+        | None = None,
+        tasks: Sequence[str] | None = None,
+        jacobian: str = "loop",
+        mask_point: str = "trainable",
+        nonfinite: str = "error",
+        probe_every: int = 1,
+        accumulation_steps: int = 1,
+        scaler: Any = None,
+        seed: int = 0,
+        total_steps: int | None = None,
+        plugins: PluginManager | None = None,
+    ) -> None:
+        for field, value, allowed in (("nonfinite", nonfinite, NONFINITE),
+                                      ("mask_point", mask_point, MASK_POINTS)):
+            if value not in allowed:
+                raise invalid_value(field, value, f"must be one of {', '.join(allowed)}")
+        for field, value in (("probe_every", probe_every),
+                             ("accumulation_steps", accumulation_steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise invalid_value(field, value, "must be an integer >= 1")
+        self.shared = named_shared(shared_params)
+        self._modules = owning_modules(shared_params)
+        self.aggregator: Aggregator = plugin("aggregator", aggregator, Aggregator, plugins)
+        self.aggregator_name = registered_name("aggregator", aggregator, self.aggregator, plugins)
+        self.probes = _resolve_probes(probes, plugins)
+        self.nonfinite, self.mask_point = nonfinite, mask_point
+        self.probe_every, self.accumulation_steps = probe_every, accumulation_steps
+        self.scaler, self.total_steps = scaler, total_steps
+        self.gramian_weights = uses_gramian_weights(self.aggregator)
+        path = choose_path(self.aggregator, "loop" if jacobian == "representation" else jacobian,
+                           features or jacobian == "representation")
+        if path == "representation" and accumulation_steps > 1:
+            raise ConfigError("accumulation_steps > 1 cannot run the representation path "
+                              "(each micro-batch has its own features); use loop or batched")
+        if path == "gramian" and accumulation_steps > 1:
+            path = "loop"  # accumulation sums J over micro-batches: form it
+        self.path_name = path
+        self.engine = JacobianEngine(self.shared, None,
+                                     mode="batched" if jacobian == "batched" else "loop")
+        self.generator = torch.Generator(device=self.shared[0][1].device).manual_seed(seed + 1)
+        self.seed = seed
+        self.step = 0
+        self.epoch = 0
+        self.task_names: list[str] | None = (
+            [str(t) for t in tasks] if tasks is not None else
+            [str(t) for t in task_params] if isinstance(task_params, Mapping) else None)
+        self._path: Any = None
+        self.task_params: list[list[torch.Tensor]] | None = None
+        self._given_task_params = task_params
+        self._micro = 0
+        self._acc: torch.Tensor | None = None
+        self._pending: tuple[dict[str, Any], Callable[[], Any] | None] | None = None
+        self._flat_index: torch.Tensor | None = None
+        self.mask_strategy: MaskStrategy | None = None
+        self.mask = ParameterMask({n: torch.ones_like(p, dtype=torch.bool) for n, p in self.shared})
+        self.guard = FrozenGuard({}, self.mask)
+        self._resolve_mask(mask, plugins)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._hook: Any = None
+        if optimizer is not None:
+            self.attach_optimizer(optimizer)
+        elif self.guard.active:
+            warnings.warn("a sparse mask without optimizer=: frozen coordinates get zero "
+                          "gradient, but momentum or weight decay would still move them; pass "
+                          "optimizer= or call after_optimizer_step() after each step",
+                          stacklevel=2)
+
+    # -- masks ------------------------------------------------------------------------------
+
+    def _resolve_mask(self, mask: Any, plugins: PluginManager | None) -> None:
+        if mask is None or (isinstance(mask, str) and mask == "dense"):
+            return
+        if isinstance(mask, ParameterMask):
+            self.set_mask(mask)
+            return
+        if isinstance(mask, Mapping) and "name" not in mask:
+            self.set_mask(ParameterMask.from_selection(dict(self.shared), mask))
+            return
+        self.mask_strategy = plugin("mask", mask, MaskStrategy, plugins)
+        if not self.mask_strategy.needs_gradients:
+            self.set_mask(self.select_mask(None))
+
+    def select_mask(self, magnitudes: Callable[[int], dict[str, torch.Tensor]] | None,
+                    step: int = 0) -> ParameterMask:
+        """The strategy's selection over the shared parameters (deterministic for a seed)."""
+        assert self.mask_strategy is not None
+        shared = dict(self.shared)
+        modules = self._modules
+        ctx = MaskContext(generator=torch.Generator().manual_seed(self.seed + 2 + step),
+                          gradient_magnitudes=magnitudes, step=step,
+                          modules=None if modules is None else
+                          {n: modules[n] for n in shared if n in modules})
+        return ParameterMask.from_selection(shared, self.mask_strategy.select(shared, ctx))
+
+    def set_mask(self, mask: ParameterMask) -> None:
+        """Make ``mask`` the trainable set: engine layout, frozen-value guard, caches."""
+        names = [n for n, _ in self.shared]
+        if list(mask.masks) != names:
+            mask = ParameterMask.from_selection(dict(self.shared), mask.masks)
+        self.mask = mask
+        self._flat_index = None
+        self.engine.set_mask(mask)
+        self.guard = FrozenGuard(dict(self.shared), mask)
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Step ``optimizer`` with this engine: after each of its steps the frozen coordinates
+        are restored and the aggregator's ``after_step`` runs (replaces an earlier optimizer)."""
+        self._check_optimizer(optimizer)
+        self.close()
+        self.optimizer = optimizer
+        self._hook = optimizer.register_step_post_hook(
+            lambda _opt, _args, _kwargs: self.after_optimizer_step())
+
+    def _check_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        frozen = [n for n, p in self.shared
+                  if not bool(self.mask.masks[n].all()) and id(p) not in held]
+        if frozen:
+            raise ConfigError(f"the mask freezes coordinates of {', '.join(frozen[:5])}, which "
+                              "the optimizer does not hold: pass the optimizer that steps them")
+
+    # -- the call ---------------------------------------------------------------------------
+
+    def backward(self, losses: Any, *, features: torch.Tensor | None = None,
+                 losses_after: Callable[[], Any] | None = None, epoch: int | None = None,
+                 progress: float | None = None) -> BackwardReport:
+        """Write the aggregated update into the shared ``.grad`` and each task's own gradient
+        into its parameters' ``.grad``.
+
+        :param losses: ``[K]`` tensor, K scalar losses, or ``{task: loss}`` (same tasks each call).
+        :param features: the shared representation (representation path only).
+        :param losses_after: ``() -> losses`` on this batch after the optimizer step, for
+            aggregators that declare ``needs_losses_after`` (FAMO); called by the step hook.
+        :param epoch: the caller's epoch (aggregator context, probes).
+        :param progress: fraction of training done, for probes' last-half summaries.
+        """
+        if self._pending is not None and self.optimizer is None:
+            self.after_optimizer_step()
+        stacked, names = stack_losses(losses, self.task_names)
+        if epoch is not None:
+            self.epoch = epoch
+        if self._path is None:
+            self._first_call(stacked, names, features)
+        values = stacked.detach().tolist()  # one host sync serves the check and the report
+        reported = dict(zip(names, values))
+        if not all(math.isfinite(v) for v in values):
+            bad = [t for t, v in zip(names, values) if not math.isfinite(v)]
+            return self._nonfinite(f"non-finite loss for task(s) {', '.join(bad)}", reported)
+        final = self._micro + 1 >= self.accumulation_steps
+        due = self._probe_due() if final else []
+        if self.mask_strategy is not None and self.mask_strategy.reselect_every and \
+                self.step > 0 and self.step % self.mask_strategy.reselect_every == 0 and \
+                self._micro == 0:
+            self.set_mask(self.select_mask(self._magnitudes(stacked), step=self.step))
+        context: dict[str, Any] = {
+            "losses": stacked.detach(), "step": self.step, "epoch": self.epoch,
+            "task_names": self.task_names, "generator": self.generator,
+            "layout": self.engine.layout}
+        self._progress = progress if progress is not None else (
+            self.step / self.total_steps if self.total_steps else 0.0)
+        self._row: dict[str, float] = {}
+        grad_losses = stacked
+        if self.accumulation_steps > 1:
+            grad_losses = grad_losses / self.accumulation_steps
+        self.scale = 1.0
+        if self.scaler is not None and self.scaler.is_enabled():
+            self.scale = float(self.scaler.get_scale())
+            grad_losses = grad_losses * self.scale
+        try:
+            weights = self._path.run(grad_losses, context, due, features)
+        except GradientError as exc:
+            if self.scale != 1.0:
+                return self._leave_to_scaler(reported, str(exc))
+            return self._nonfinite(str(exc), reported)
+        if not final:
+            self._micro += 1
+            return BackwardReport(self.step, reported, applied=False)
+        self._micro = 0
+        self._pending = (context, losses_after)
+        report = BackwardReport(self.step, reported, weights=weights, probes=self._row)
+        self.step += 1
+        return report
+
+    def _first_call(self, losses: torch.Tensor, names: list[str],
+                    features: torch.Tensor | None) -> None:
+        self.task_names = names
+        given = self._given_task_params
+        if given is None:
+            self.task_params = discover_task_params(losses, self.shared, names, features)
+        elif isinstance(given, Mapping):
+            missing = [t for t in names if t not in given]
+            if missing:
+                raise ConfigError(f"task_params has no entry for task(s) {', '.join(missing)}")
+            self.task_params = [list(given[t]) for t in names]
+        else:
+            given = list(given)
+            if len(given) != len(names):
+                raise ConfigError(f"task_params has {len(given)} entries for {len(names)} tasks")
+            self.task_params = [list(ps) for ps in given]
+        self.aggregator.configure(len(names))
+        if self.mask_strategy is not None and self.mask_strategy.needs_gradients:
+            self.set_mask(self.select_mask(self._magnitudes(losses)))
+            if self.optimizer is not None:
+                self._check_optimizer(self.optimizer)
+        path = self.path_name
+        if self.mask_point == "full" and self.guard.active and path not in (
+                "losses", "representation"):
+            path = "full"
+        elif path == "batched" and self.gramian_weights and self.accumulation_steps == 1:
+            path = "gramian"  # batched VJPs come stacked: G and w^T J need no J at all
+        self._path = PATH_CLASSES[path](self)
+
+    def _magnitudes(self, losses: torch.Tensor) -> Callable[[int], dict[str, torch.Tensor]]:
+        """This batch's |grad| of the mean loss (an own loop has no warm-up batches to offer)."""
+        params = [p for _, p in self.shared]
+        grads = torch.autograd.grad(losses.mean(), params, retain_graph=True, allow_unused=True)
+        mags = {n: (torch.zeros_like(p) if g is None else g.abs())
+                for (n, p), g in zip(self.shared, grads)}
+        return lambda _num_batches: mags
+
+    # -- after the optimizer step ----------------------------------------------------------
+
+    def after_optimizer_step(self) -> None:
+        """Restore frozen coordinates and run the aggregator's ``after_step`` (called by the
+        optimizer's step hook when ``optimizer=`` was given)."""
+        self.guard.restore()
+        if self._pending is None:
+            return
+        context, losses_after = self._pending
+        self._pending = None
+        if self.aggregator.needs_losses_after and losses_after is not None:
+            with torch.no_grad():
+                after, _ = stack_losses(_detach_all(losses_after()), None)
+            context["losses_after"] = after.detach()
+        self.aggregator.after_step(context)
+
+    def close(self) -> None:
+        """Remove the optimizer step hook (the engine stops touching the optimizer)."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    # -- helpers the paths share -------------------------------------------------------------
+
+    def _probe_due(self) -> list[str]:
+        return [name for name, probe in self.probes.items()
+                if self.step % max(self.probe_every, probe.every) == 0]
+
+    def observe(self, due: list[str], J: torch.Tensor, full_grads: Any, losses: torch.Tensor,
+                context: dict[str, Any]) -> None:
+        if full_grads is None:
+            return
+        assert self.task_names is not None
+        obs = GradientObservation(
+            step=self.step, epoch=self.epoch, progress=self._progress,
+            task_names=self.task_names, J=J, full_grads=full_grads,
+            layout=self.engine.layout, losses=losses.detach())
+        if "gramian" in context:
+            # prime the cached property (a slot: attrs classes have no __dict__)
+            object.__setattr__(obs, "gramian", context["gramian"])
+        for name in due:
+            record = self.probes[name].observe(obs)
+            if record:
+                self._row.update({f"{name}.{k}": v for k, v in record.items()})
+
+    def unscaled(self, J: torch.Tensor) -> torch.Tensor:
+        return J if self.scale == 1.0 else J.div_(self.scale)
+
+    def accumulate(self, J: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
+        """``(J to aggregate or None while accumulating, whether micro-batches were summed)``."""
+        if self.accumulation_steps == 1:
+            return J, False
+        if self._acc is None or self._micro == 0:
+            self._acc = J.clone()
+        else:
+            self._acc.add_(J)
+        if self._micro + 1 < self.accumulation_steps:
+            return None, True
+        return self._acc, True
+
+    def grads_finite(self) -> bool:
+        params = [p for _, p in self.shared] + [p for ps in self.task_params or [] for p in ps]
+        sums = [p.grad.sum() for p in params if p.grad is not None]
+        return not sums or bool(torch.isfinite(torch.stack(sums).sum()))  # one host sync
+
+    def mask_shared_grads(self) -> None:
+        for p, frozen in zip(self.engine.params, self.engine.frozen):
+            if p.grad is not None and frozen is not None:
+                p.grad.masked_fill_(frozen, 0)
+
+    def full_jacobian(self, full_grads: Any, like: torch.Tensor) -> torch.Tensor:
+        """``[K, n_shared]`` per-task gradients on every shared coordinate (frozen included)."""
+        sizes = self.engine.layout.full_sizes
+        return torch.stack([
+            torch.cat([g.reshape(-1).to(like.dtype) if g is not None
+                       else torch.zeros(size, dtype=like.dtype, device=like.device)
+                       for g, size in zip(row, sizes)])
+            for row in full_grads])
+
+    def trainable_index(self, device: torch.device) -> torch.Tensor:
+        if self._flat_index is None or self._flat_index.device != device:
+            self._flat_index = self.mask.flat_trainable_index().to(device)
+        return self._flat_index
+
+    def _clear_grads(self) -> None:
+        for _, p in self.shared:
+            p.grad = None
+        for ps in self.task_params or []:
+            for p in ps:
+                p.grad = None
+
+    def _nonfinite(self, message: str, losses: dict[str, float]) -> BackwardReport:
+        self._clear_grads()
+        self._micro = 0
+        if self.nonfinite == "skip":
+            report = BackwardReport(self.step, losses, skipped=True, reason=message)
+            self.step += 1
+            return report
+        if "nonfinite='skip'" not in message:
+            message += "; no update was applied (nonfinite='skip' skips such steps)"
+        raise GradientError(f"step {self.step}: {message}")
+
+    def _leave_to_scaler(self, losses: dict[str, float], message: str) -> BackwardReport:
+        """A GradScaler step with inf/NaN gradients: make sure the scaler sees them, so that
+        ``scaler.step`` skips the update and ``scaler.update`` lowers the scale."""
+        self._clear_grads()
+        self._micro = 0
+        p = self.shared[0][1]
+        p.grad = torch.full_like(p, math.inf)
+        report = BackwardReport(self.step, losses, skipped=True,
+                                reason=f"{message} (left to the GradScaler: step skipped)")
+        self.step += 1
+        return report
+
+    def __repr__(self) -> str:
+        return (f"MTLBackward(aggregator={self.aggregator!r}, path={self.path_name!r}, "
+                f"shared={len(self.shared)} parameters, trainable={self.mask.trainable_count})")
+
+
+def _detach_all(losses: Any) -> Any:
+    """``losses_after()`` ran under no_grad: give ``stack_losses`` tensors it accepts."""
+    if isinstance(losses, Mapping):
+        return {k: v.detach().requires_grad_() for k, v in losses.items()}
+    if isinstance(losses, torch.Tensor):
+        return losses.detach().requires_grad_()
+    return [v.detach().requires_grad_() for v in losses]
+
+
+def _resolve_probes(probes: Any, pm: PluginManager | None) -> dict[str, ConflictProbe]:
+    if isinstance(probes, (str, ConflictProbe)):
+        probes = [probes]
+    if isinstance(probes, Mapping):
+        return {name: spec if isinstance(spec, ConflictProbe) else
+                plugin("probe", {"name": name, **dict(spec or {})}, ConflictProbe, pm)
+                for name, spec in probes.items()}
+    out: dict[str, ConflictProbe] = {}
+    for spec in probes:
+        probe = plugin("probe", spec, ConflictProbe, pm)
+        out[registered_name("probe", spec, probe, pm)] = probe
+    return out
+
+
+def mtl_backward(losses: Any, shared_params: nn.Module | Iterable[Any],
+                 aggregator: Any = "mean", **options: Any) -> BackwardReport:
+    """One stateless call: aggregate ``losses``' gradients on ``shared_params`` into ``.grad``.
+
+    A fresh :class:`MTLBackward` each call (stateful aggregators start over each time; keep an
+    ``MTLBackward`` for those). ``options`` are its keyword arguments; ``features=z`` selects
+    the representation path.
+    """
+    features = options.pop("features", None)
+    if isinstance(features, bool):
+        raise ConfigError("mtl_backward(features=...) takes the representation tensor itself")
+    engine = MTLBackward(shared_params, aggregator, features=features is not None, **options)
+    try:
+        return engine.backward(losses, features=features)
+    finally:
+        engine.close()
+
+
+__all__ = ["BackwardReport", "MTLBackward", "mtl_backward"]
