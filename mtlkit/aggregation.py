@@ -71,6 +71,10 @@ class Aggregator:
     #: instead of holding it to the 1.10x-of-K-backward target
     iterative_solver: ClassVar[bool] = False
     stateful: ClassVar[bool] = False
+    #: :meth:`after_step` wants ``context["losses_after"]``: the same batch's task losses after
+    #: the optimizer step (FAMO). The engine computes them only when the caller can (the Trainer
+    #: does; an own loop passes ``losses_after=`` to :meth:`mtlkit.MTLBackward.backward`).
+    needs_losses_after: ClassVar[bool] = False
 
     def __call__(self, J: torch.Tensor, **context: Any) -> torch.Tensor:
         norms = check_jacobian(J, context.get("task_names"))
@@ -98,6 +102,10 @@ class Aggregator:
     def parameters(self) -> list[torch.Tensor]:
         """Learnable parameters owned by the aggregator (usually none)."""
         return []
+
+    def configure(self, num_tasks: int) -> None:
+        """Called once by the engine with the task count K before the first step (e.g. UW
+        creates one log-variance per task); default: nothing."""
 
     def after_step(self, context: dict[str, Any]) -> None:
         """Called after the optimizer step (e.g. FAMO's logit update); default: nothing."""
