@@ -1,0 +1,1 @@
+"""Bundled soft-sharing architectures (LibMTL's ``architecture`` package), as model transforms."""
