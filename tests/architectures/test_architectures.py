@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import pytest
 import torch
 from mtlkit_plugins.architectures._base import stages
@@ -140,13 +141,18 @@ class _Opaque(nn.Module):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_trains_on_multi_mnist_with_psn_and_upgrad(name):
+    # the benchmark parameters a CLI run gives (--benchmark-param architecture=...); the
+    # benchmark supplies input_shape itself
+    params = {k: v for k, v in CASES[name].items() if k != "input_shape"}
+    if name == "ltb":
+        params["warmup"] = 1  # one soft step, then hard choices
     cfg = TrainConfig(benchmark="multi_mnist",
-                      benchmark_params={"n_train": 64, "n_val": 16, "n_test": 16},
+                      benchmark_params={"n_train": 64, "n_val": 16, "n_test": 16,
+                                        "architecture": name, "architecture_params": params},
                       aggregator="upgrad", mask="psn", density=0.3, batch_size=16,
-                      max_steps=3, epochs=1, threads=1, checkpoint=False, probes=[])
-    params = {**CASES[name], **({"warmup": 1} if name == "ltb" else {})}
-    transform = get_plugin_manager().create("transform", name, **params)
-    trainer = Trainer(cfg, None, progress=False, model_transform=transform)
+                      max_steps=3, epochs=1, threads=1, checkpoint=False, probes=["cosine"])
+    trainer = Trainer(cfg, None, progress=False)
+    assert type(trainer.model).__name__ == "ArchitectureModel"
     shared_before = {n: p.detach().clone() for n, p in trainer.shared}
     results = trainer.fit()
     assert trainer.step == 3
@@ -159,3 +165,18 @@ def test_trains_on_multi_mnist_with_psn_and_upgrad(name):
         moved += int((p.detach() != shared_before[n]).sum())
     assert moved > 0
     assert all(math.isfinite(results["tasks"][t]["accuracy"]) for t in ("left", "right"))
+
+
+def test_model_transform_path_and_architecture_params_without_architecture():
+    cfg = TrainConfig(benchmark="multi_mnist",
+                      benchmark_params={"n_train": 32, "n_val": 16, "n_test": 16},
+                      aggregator="upgrad", batch_size=16, max_steps=1, epochs=1, threads=1,
+                      checkpoint=False, probes=[])
+    transform = get_plugin_manager().create("transform", "mmoe", input_shape=SHAPE)
+    trainer = Trainer(cfg, None, progress=False, model_transform=transform)
+    trainer.fit()
+    assert trainer.step == 1
+    with pytest.raises(ConfigError, match="architecture_params"):
+        Trainer(attrs.evolve(cfg, benchmark_params={
+            "n_train": 32, "n_val": 16, "n_test": 16, "architecture_params": {"x": 1}}),
+            None, progress=False)
