@@ -122,8 +122,12 @@ class AutogramEngine:
             self._handles.append(module.register_forward_hook(self._hook(layer)))
             self.layers.append(layer)
             handled.update(n for n in names if n is not None)
+        # a new forward of the model starts a new step: forget activations of an unfinished one
+        # (an eval pass under grad mode, an abandoned step) instead of accumulating them
+        self._handles.append(model.register_forward_pre_hook(lambda *_: self.reset()))
         self.fallback = [n for n in self.params if n not in handled and n not in self.frozen]
         self._fallback_grads: dict[str, torch.Tensor] = {}
+        self._buffers: dict[int, torch.Tensor] = {}
 
     @staticmethod
     def _supported(module: nn.Module) -> bool:
@@ -174,19 +178,21 @@ class AutogramEngine:
                     "layer (e.g. ReLU(inplace=True)); use out-of-place activations")
         fallback = [self.params[n] for n in self.fallback]
         outputs = [o for lay in live for o in lay.outputs]
-        deltas: list[list[torch.Tensor]] = [[] for _ in outputs]
-        fb: list[list[torch.Tensor]] = [[] for _ in fallback]
+        # task gradients go straight into buffers reused across steps: a fresh [K, B, out]
+        # stack per step costs page faults comparable to the Gram products themselves
+        targets = [*outputs, *fallback]
+        bufs = [self._buffer(i, K, t) for i, t in enumerate(targets)]
         for k in range(K):
             own = list(task_params[k]) if task_params is not None else []
-            grads = torch.autograd.grad(losses[k], [*outputs, *fallback, *own],
+            grads = torch.autograd.grad(losses[k], [*targets, *own],
                                         retain_graph=retain_graph or k < K - 1,
                                         allow_unused=True, materialize_grads=True)
-            for i in range(len(outputs)):
-                deltas[i].append(grads[i])
-            for i in range(len(fallback)):
-                fb[i].append(grads[len(outputs) + i])
-            for p, g in zip(own, grads[len(outputs) + len(fallback):]):
+            for buf, g in zip(bufs, grads):
+                buf[k].copy_(g)
+            for p, g in zip(own, grads[len(targets):]):
                 p.grad = g
+            del grads
+        deltas, fb = bufs[:len(outputs)], bufs[len(outputs):]
         dtype, device = losses[0].dtype, losses[0].device
         G = torch.zeros(K, K, dtype=dtype, device=device)
         i = 0
@@ -199,8 +205,7 @@ class AutogramEngine:
             lay.inputs.clear(), lay.outputs.clear(), lay.versions.clear()
         self._live = live
         self._fallback_grads = {}
-        for name, gs in zip(self.fallback, fb):
-            stacked = torch.stack(gs)
+        for name, stacked in zip(self.fallback, fb):
             self._fallback_grads[name] = stacked
             flat = stacked.reshape(K, -1)
             if name in self.masks:
@@ -208,15 +213,22 @@ class AutogramEngine:
             G += gramian_matrix(flat)
         return G
 
-    def _rows(self, lay: _Layer, per_call: list[list[torch.Tensor]]
+    def _buffer(self, i: int, K: int, like: torch.Tensor) -> torch.Tensor:
+        shape = (K, *like.shape)
+        buf = self._buffers.get(i)
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype \
+                or buf.device != like.device:
+            buf = self._buffers[i] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buf
+
+    def _rows(self, lay: _Layer, per_call: list[torch.Tensor]
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """``a`` as ``[N, fan_in]`` and the task output gradients as ``[K, N, out]``; several
         calls of one module (weight sharing) are concatenated rows: ``dW = sum_c delta_c^T a_c``.
         """
         m = lay.module
         a_parts, d_parts = [], []
-        for x, ds in zip(lay.inputs, per_call):
-            d = torch.stack(ds)  # [K, *out_shape]
+        for x, d in zip(lay.inputs, per_call):  # d: [K, *out_shape]
             if isinstance(m, nn.Conv2d):
                 u = F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride)  # [B, in', P]
                 a_parts.append(u.transpose(1, 2).reshape(-1, u.shape[1]))
