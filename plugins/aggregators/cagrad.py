@@ -10,8 +10,9 @@ Dual over the simplex, with ``g_w = Σ_k w_k g_k``:
           \\qquad d = g_0 + \\frac{c \\lVert g_0 \\rVert}{\\lVert g_{w^*} \\rVert} g_{w^*}
 
 Solved on the normalised Gramian: ``K = 2`` exactly (the 1-D convex problem's stationary points
-are the roots of a quadratic; the minimum over them and the end points is taken), ``K > 2`` with
-scipy SLSQP (analytic gradient, tight tolerance; a failed solve raises). ``c = 0`` returns the
+are the roots of a quadratic; the minimum over them and the end points is taken), ``K > 2`` by
+exact QPs inside a 1-D convex search (:func:`cagrad_dual`), accepted only with a certified
+duality gap (an unconverged solve raises). ``c = 0`` returns the
 mean exactly. When ``g_{w^*} = 0`` (Pareto-stationary: the primal optimum is 0 and attained
 on a set) the dual formula's direction is undefined (solver noise; TorchJD returns 0 there, the
 reference code's ``+1e-8`` gives an arbitrary direction); this library returns the optimal
@@ -39,21 +40,28 @@ import attrs
 import numpy as np
 import torch
 from mtlkit_plugins.aggregators._solvers import (
+    RIDGE,
     as_normalized_numpy,
     check_choice,
     check_range,
     project_dual_cone,
+    require_quadprog,
     to_weights,
 )
-from scipy.optimize import minimize
+from scipy.optimize import minimize_scalar
 
 from mtlkit import hookimpl
 from mtlkit.aggregation import GramianWeighting
 from mtlkit.errors import GradientError
 
-#: ``‖g_w*‖²`` (normalised units) below which the dual optimum is taken as exactly 0; SLSQP's
-#: ~1e-12 accuracy in the objective leaves ~1e-6 relative error in ``‖g_w‖``.
+#: Largest accepted duality gap of the K > 2 dual (normalised units, relative to ``|F|`` when
+#: that exceeds 1): the direction is then within that gap of the primal optimum.
+DUAL_GAP_TOL = 1e-9
+#: ``‖g_w*‖²`` (normalised units) below which the dual optimum is taken as exactly 0 (the
+#: direction ``g_w/‖g_w‖`` is then dominated by solver round-off).
 STATIONARY_TOL = 1e-10
+#: fixed-point steps after the 1-D search (each one QP)
+POLISH_STEPS = 20
 
 
 def _objective(A: np.ndarray, w: np.ndarray, r: float) -> float:
@@ -86,25 +94,79 @@ def cagrad_dual_2(A: np.ndarray, r: float) -> np.ndarray:
     return np.array([best, 1.0 - best])
 
 
+def dual_gap(A: np.ndarray, w: np.ndarray, r: float) -> float:
+    """Frank-Wolfe gap ``∇F(w)·w - min_k ∇F(w)_k`` of the dual ``F`` at ``w`` (normalised units).
+
+    It bounds ``F(w) - F*`` and is exactly ``F(w) - min_k g_k·d(w)`` with
+    ``d(w) = g_0 + r g_w/‖g_w‖``: the duality gap between ``w`` and the primal point it gives,
+    so ``d(w)`` is within ``dual_gap`` of the primal optimum (a certificate, not an estimate).
+    """
+    K = A.shape[0]
+    Aw = A @ w
+    norm = math.sqrt(max(float(w @ Aw), 0.0))
+    if norm == 0.0:
+        return math.inf
+    grad = A @ np.full(K, 1.0 / K) + r * Aw / norm
+    return float(grad @ w - grad.min())
+
+
+def gap_tolerance(A: np.ndarray, w: np.ndarray, r: float) -> float:
+    """The duality gap :func:`cagrad_dual` accepts at ``w``: ``DUAL_GAP_TOL·max(1, |F(w)|)``
+    plus what the QPs' ridge can cost. They solve the dual of ``A + RIDGE·I``, whose objective
+    differs from ``F`` by at most ``r·RIDGE/(2‖g_w‖)`` (``‖w‖ <= 1``), so the ridged optimum
+    may sit up to twice that above ``F*``: negligible unless ``g_w*`` is nearly 0."""
+    q = max(float(w @ A @ w), 1e-300)
+    return DUAL_GAP_TOL * max(1.0, abs(_objective(A, w, r))) + r * RIDGE / math.sqrt(q)
+
+
 def cagrad_dual(A: np.ndarray, r: float) -> np.ndarray:
-    """Minimiser of ``w^T A 1/K + r sqrt(w^T A w)`` over the simplex (SLSQP, K > 2)."""
+    """Minimiser of ``F(w) = w^T A 1/K + r sqrt(w^T A w)`` over the simplex (K > 2), certified.
+
+    ``sqrt(q) = min_{s > 0} q/(2s) + s/2`` turns ``F`` into ``min_s φ(s)`` with
+    ``φ(s) = min_{w ∈ Δ} b·w + (r/2s) w^T A w + r s/2``: an exact QP (quadprog) for each ``s``
+    and a convex 1-D function of ``s`` (the perspective of a quadratic is jointly convex),
+    minimised by bounded Brent on ``[0, max_k ‖g_k‖]`` (``s* = ‖g_w*‖``). No line search that
+    can stop early on one CPU and not another (SLSQP's "Positive directional derivative"): the
+    answer is accepted only if its duality gap (:func:`dual_gap`) is below
+    :func:`gap_tolerance`, otherwise :class:`~mtlkit.errors.GradientError`. Near a
+    Pareto-stationary point (``g_w* ≈ 0``) the gap is not checked: the caller replaces that
+    answer by the dual-cone projection.
+    """
+    quadprog = require_quadprog("CAGrad")
     K = A.shape[0]
     b = A @ np.full(K, 1.0 / K)
+    C = np.concatenate([np.ones((K, 1)), np.eye(K)], axis=1)  # sum w = 1, w >= 0
+    lower = np.concatenate([[1.0], np.zeros(K)])
+    P = A + RIDGE * np.eye(K)
 
-    def fun(w: np.ndarray) -> tuple[float, np.ndarray]:
-        Aw = A @ w
-        norm = math.sqrt(max(float(w @ Aw), 1e-30))
-        return float(w @ b) + r * norm, b + r * Aw / norm
+    def inner(s: float) -> np.ndarray:
+        # the QP scaled by s/r: its matrix stays the well-scaled A even as s -> 0
+        w = quadprog.solve_qp(P, -(s / r) * b, C, lower, meq=1)[0]
+        w = np.clip(w, 0.0, None)
+        return w / w.sum()
 
-    res = minimize(fun, np.full(K, 1.0 / K), jac=True, method="SLSQP",
-                   bounds=[(0.0, 1.0)] * K,
-                   constraints=({"type": "eq", "fun": lambda w: w.sum() - 1.0,
-                                 "jac": lambda w: np.ones_like(w)},),
-                   options={"ftol": 1e-12, "maxiter": 500})
-    if not res.success:
-        raise GradientError(f"CAGrad dual solve failed (SLSQP: {res.message}); K={K}")
-    w = np.clip(res.x, 0.0, None)
-    return w / w.sum()
+    def phi(s: float) -> float:
+        w = inner(s)
+        return float(w @ b + (r / (2.0 * s)) * (w @ A @ w) + 0.5 * r * s)
+
+    top = math.sqrt(max(float(np.max(np.diag(A))), 1e-300))
+    res = minimize_scalar(phi, bounds=(1e-12 * top, top), method="bounded",
+                          options={"xatol": 1e-12 * top, "maxiter": 500})
+    s = float(res.x)
+    w = inner(s)
+    # φ'(s) = r/2 (1 - q(w_s)/s²): the optimum is the fixed point s = ‖g_{w_s}‖. Brent stops at
+    # xatol; a few fixed-point steps take the last digits where φ is flat.
+    for _ in range(POLISH_STEPS):
+        if dual_gap(A, w, r) <= gap_tolerance(A, w, r):
+            break
+        s = math.sqrt(max(float(w @ A @ w), 1e-24 * top * top))
+        w = inner(s)
+    if float(w @ A @ w) > STATIONARY_TOL:
+        gap = dual_gap(A, w, r)
+        if not gap <= gap_tolerance(A, w, r):
+            raise GradientError(f"CAGrad dual solve did not converge (duality gap {gap:.3g} on "
+                                f"the normalised Gramian, K={K}); refusing an inexact direction")
+    return w
 
 
 @attrs.define(eq=False)
