@@ -40,6 +40,8 @@ MODES = ("loop", "batched", "gramian", "representation")
 #: columns per piece in the gramian path: K x 64k float32 (2.5 MB at K = 10) stays in cache
 CHUNK = 1 << 16
 
+#: ``[K]`` losses: a tensor, or the K scalar losses (each differentiated through its own graph)
+LossVector = "torch.Tensor | Sequence[torch.Tensor]"
 #: ``grads[k][i]``: task k's gradient on shared parameter i (``None``: not computed or unused)
 TaskGrads = list[list["torch.Tensor | None"]]
 
@@ -173,7 +175,7 @@ class JacobianEngine:
     def _shared_indices(self, full: bool) -> list[int]:
         return list(range(len(self.params))) if full else self._active
 
-    def _per_task(self, losses: torch.Tensor, shared_idx: list[int],
+    def _per_task(self, losses: LossVector, shared_idx: list[int],
                   task_params: Sequence[Sequence[nn.Parameter]], retain_graph: bool,
                   mode: str) -> Iterator[tuple[list[torch.Tensor | None], tuple]]:
         """Yield ``(by_param, own_grads)`` per task; ``by_param[i]`` for shared parameter i."""
@@ -188,7 +190,7 @@ class JacobianEngine:
 
     def compute(
         self,
-        losses: torch.Tensor,
+        losses: LossVector,
         task_params: Sequence[Sequence[nn.Parameter]],
         *,
         full: bool = False,
@@ -196,13 +198,15 @@ class JacobianEngine:
     ) -> JacobianResult:
         """Fill the ``[K, n]`` Jacobian; write each task's own-parameter gradient to ``.grad``.
 
-        :param losses: ``[K]`` task losses sharing one graph.
+        :param losses: ``[K]`` task losses sharing one graph: a tensor, or (better for the loop
+            producer) the K scalar losses themselves, so that task k is differentiated through
+            its own head only, not through a stack of all K.
         :param task_params: ``task_params[k]`` are the parameters only task ``k`` uses
             (an empty sequence: no task-specific gradients are wanted).
         :param full: also return every shared parameter's full gradient (for probes).
         :param retain_graph: keep the graph after the last task (for a later backward).
         """
-        K = losses.shape[0]
+        K = len(losses)
         task_params = task_params or [()] * K
         J = self._out(K, self.params[0] if self.params else losses)
         full_grads: TaskGrads | None = [] if full else None
@@ -237,7 +241,7 @@ class JacobianEngine:
 
     def gramian(
         self,
-        losses: torch.Tensor,
+        losses: LossVector,
         task_params: Sequence[Sequence[nn.Parameter]],
         *,
         full: bool = False,
@@ -250,7 +254,7 @@ class JacobianEngine:
         :meth:`compute`. With the batched producer autograd already returns each parameter's
         gradients stacked as ``[K, ...]``: those blocks are used in place, with no copy at all.
         """
-        K = losses.shape[0]
+        K = len(losses)
         task_params = task_params or [()] * K
         like = self.params[self._active[0]]
         G = torch.zeros(K, K, dtype=like.dtype, device=like.device)
@@ -292,7 +296,8 @@ class JacobianEngine:
         return G, KeptGradients(per_task)
 
     def _stacked(self, losses, shared_idx, task_params, retain_graph) -> KeptGradients:
-        K = losses.shape[0]
+        K = len(losses)
+        losses = _as_tensor(losses)
         shared = [self.params[i] for i in shared_idx]
         own = [p for ps in task_params for p in ps]
         eye = torch.eye(K, dtype=losses.dtype, device=losses.device)
@@ -356,7 +361,7 @@ class JacobianEngine:
 
     def representation(
         self,
-        losses: torch.Tensor,
+        losses: LossVector,
         z: torch.Tensor,
         task_params: Sequence[Sequence[nn.Parameter]],
     ) -> torch.Tensor:
@@ -365,7 +370,7 @@ class JacobianEngine:
         Heads are differentiated here (each task's own parameters get its gradient); the graph
         is kept for :meth:`backward_representation`.
         """
-        K = losses.shape[0]
+        K = len(losses)
         task_params = task_params or [()] * K
         Z = torch.empty(K, z.numel(), dtype=z.dtype, device=z.device)
         for k in range(K):
@@ -436,7 +441,7 @@ class JacobianEngine:
     # -- the two gradient producers -----------------------------------------------------------
 
     def _loop(self, losses, shared, task_params, retain_graph):
-        K = losses.shape[0]
+        K = len(losses)
         for k in range(K):
             own = list(task_params[k])
             keep = retain_graph or k < K - 1
@@ -445,7 +450,8 @@ class JacobianEngine:
             yield grads[: len(shared)], grads[len(shared):]
 
     def _batched(self, losses, shared, task_params, retain_graph):
-        K = losses.shape[0]
+        K = len(losses)
+        losses = _as_tensor(losses)
         own = [p for ps in task_params for p in ps]
         eye = torch.eye(K, dtype=losses.dtype, device=losses.device)
         grads = torch.autograd.grad(losses, [*shared, *own], grad_outputs=eye,
@@ -459,6 +465,12 @@ class JacobianEngine:
             start += n_own
             yield ([None if g is None else g[k] for g in shared_grads],
                    [None if g is None else g[k] for g in mine])
+
+
+def _as_tensor(losses: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """``[K]`` losses for the batched producer (one vmapped call needs them stacked)."""
+    return losses if isinstance(losses, torch.Tensor) else torch.stack(
+        [loss.reshape(()) for loss in losses])
 
 
 def _accumulate(p: nn.Parameter, g: torch.Tensor | None) -> None:

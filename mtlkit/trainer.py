@@ -265,7 +265,9 @@ class Trainer:
             outputs = self.model.heads_forward(z)
         else:
             outputs = self.model(x)
-        losses = self._losses(outputs, y)
+        # the K scalar losses, not their stack: each task is differentiated through its own head
+        losses = {task.name: task.head.loss(outputs[task.name], y[task.name])
+                  for task in self.tasks}
         after = None
         if self.aggregator.needs_losses_after:
             # FAMO's update compares the same batch's losses before and after the step

@@ -35,6 +35,7 @@ from mtlkit.engine.resolve import (
     discover_task_params,
     named_shared,
     owning_modules,
+    per_task_roots,
     plugin,
     registered_name,
     stack_losses,
@@ -254,16 +255,20 @@ class MTLBackward:
         """
         if self._pending is not None and self.optimizer is None:
             self.after_optimizer_step()
-        stacked, names = stack_losses(losses, self.task_names)
+        stacked, names, parts = stack_losses(losses, self.task_names)
         if epoch is not None:
             self.epoch = epoch
         if self._path is None:
-            self._first_call(stacked, names, features)
+            self._first_call(stacked, names, parts, features)
         values = stacked.detach().tolist()  # one host sync serves the check and the report
         reported = dict(zip(names, values))
         if not all(math.isfinite(v) for v in values):
             bad = [t for t, v in zip(names, values) if not math.isfinite(v)]
-            return self._nonfinite(f"non-finite loss for task(s) {', '.join(bad)}", reported)
+            message = f"non-finite loss for task(s) {', '.join(bad)}"
+            if self.scaler is not None and self.scaler.is_enabled():
+                self.scaler.scale(stacked)  # a float16 overflow: the scaler's to handle
+                return self._leave_to_scaler(reported, message)
+            return self._nonfinite(message, reported)
         final = self._micro + 1 >= self.accumulation_steps
         due = self._probe_due() if final else []
         if self.mask_strategy is not None and self.mask_strategy.reselect_every and \
@@ -277,13 +282,18 @@ class MTLBackward:
         self._progress = progress if progress is not None else (
             self.step / self.total_steps if self.total_steps else 0.0)
         self._row: dict[str, float] = {}
-        grad_losses = stacked
-        if self.accumulation_steps > 1:
-            grad_losses = grad_losses / self.accumulation_steps
+        self._observed_losses = context["losses"]
+        # each task is differentiated through its own loss's graph when the caller gave the K
+        # losses (a [K] stack would carry every task's backward through every head)
+        grad_losses: Any = stacked if parts is None else parts
         self.scale = 1.0
         if self.scaler is not None and self.scaler.is_enabled():
+            grad_losses = self.scaler.scale(grad_losses)  # also starts the scaler's bookkeeping
             self.scale = float(self.scaler.get_scale())
-            grad_losses = grad_losses * self.scale
+        factor = 1.0 / self.accumulation_steps
+        if factor != 1.0:
+            grad_losses = grad_losses * factor if parts is None else [
+                loss * factor for loss in parts]
         try:
             weights = self._path.run(grad_losses, context, due, features)
         except GradientError as exc:
@@ -300,11 +310,12 @@ class MTLBackward:
         return report
 
     def _first_call(self, losses: torch.Tensor, names: list[str],
-                    features: torch.Tensor | None) -> None:
+                    parts: list[torch.Tensor] | None, features: torch.Tensor | None) -> None:
         self.task_names = names
         given = self._given_task_params
         if given is None:
-            self.task_params = discover_task_params(losses, self.shared, names, features)
+            self.task_params = discover_task_params(per_task_roots(losses, parts), self.shared,
+                                                    names, features)
         elif isinstance(given, Mapping):
             missing = [t for t in names if t not in given]
             if missing:
@@ -348,7 +359,7 @@ class MTLBackward:
         self._pending = None
         if self.aggregator.needs_losses_after and losses_after is not None:
             with torch.no_grad():
-                after, _ = stack_losses(_detach_all(losses_after()), None)
+                after = stack_losses(losses_after(), self.task_names, need_grad=False)[0]
             context["losses_after"] = after.detach()
         self.aggregator.after_step(context)
 
@@ -364,7 +375,7 @@ class MTLBackward:
         return [name for name, probe in self.probes.items()
                 if self.step % max(self.probe_every, probe.every) == 0]
 
-    def observe(self, due: list[str], J: torch.Tensor, full_grads: Any, losses: torch.Tensor,
+    def observe(self, due: list[str], J: torch.Tensor, full_grads: Any,
                 context: dict[str, Any]) -> None:
         if full_grads is None:
             return
@@ -372,7 +383,7 @@ class MTLBackward:
         obs = GradientObservation(
             step=self.step, epoch=self.epoch, progress=self._progress,
             task_names=self.task_names, J=J, full_grads=full_grads,
-            layout=self.engine.layout, losses=losses.detach())
+            layout=self.engine.layout, losses=self._observed_losses)
         if "gramian" in context:
             # prime the cached property (a slot: attrs classes have no __dict__)
             object.__setattr__(obs, "gramian", context["gramian"])
@@ -453,15 +464,6 @@ class MTLBackward:
     def __repr__(self) -> str:
         return (f"MTLBackward(aggregator={self.aggregator!r}, path={self.path_name!r}, "
                 f"shared={len(self.shared)} parameters, trainable={self.mask.trainable_count})")
-
-
-def _detach_all(losses: Any) -> Any:
-    """``losses_after()`` ran under no_grad: give ``stack_losses`` tensors it accepts."""
-    if isinstance(losses, Mapping):
-        return {k: v.detach().requires_grad_() for k, v in losses.items()}
-    if isinstance(losses, torch.Tensor):
-        return losses.detach().requires_grad_()
-    return [v.detach().requires_grad_() for v in losses]
 
 
 def _resolve_probes(probes: Any, pm: PluginManager | None) -> dict[str, ConflictProbe]:

@@ -107,8 +107,10 @@ class LossPath(Path):
         eng = self.eng
         if due:  # probes still need the per-task gradients
             result = eng.engine.compute(losses, [], full=True, retain_graph=True)
-            eng.observe(due, result.J, result.full_grads, losses, context)
-        weights = eng.aggregator.loss_weights(losses.detach(), context).detach()
+            eng.observe(due, result.J, result.full_grads, context)
+        if not isinstance(losses, torch.Tensor):
+            losses = torch.stack(losses)
+        weights = eng.aggregator.loss_weights(context["losses"], context).detach()
         weights = weights.to(device=losses.device, dtype=losses.dtype)
         own_heads = eng.aggregator.head_gradients == "own"
         # with accumulation, earlier micro-batches' head gradients must not be re-divided
@@ -164,7 +166,7 @@ class JacobianPath(Path):
             context["gramian"] = gramian_matrix(J)
         if due:
             full = None if merged else result.full_grads
-            eng.observe(due, J, full, losses, context)
+            eng.observe(due, J, full, context)
         if gramian_weights:
             # d = w^T J with w from G alone: one mm, one mv, O(K) checks, no pass over J
             w = self.weights(context["gramian"], context)
@@ -188,7 +190,7 @@ class GramianPath(Path):
         if due or not eng.gramian_weights:
             J = eng.unscaled(eng.engine.assemble(kept.per_task))
         if due:
-            eng.observe(due, J, kept.per_task, losses, context)
+            eng.observe(due, J, kept.per_task, context)
         if J is not None and not eng.gramian_weights:
             # the aggregator overrides aggregate(): it gets J (formed from the kept gradients)
             d = self.aggregate(J, context)
@@ -212,7 +214,7 @@ class RepresentationPath(Path):
                 "backward(losses, features=z) with z the shared representation the heads read")
         if due:  # the probes observe parameter-level gradients, as in every other mode
             result = eng.engine.compute(losses, [], full=True, retain_graph=True)
-            eng.observe(due, eng.unscaled(result.J), result.full_grads, losses, context)
+            eng.observe(due, eng.unscaled(result.J), result.full_grads, context)
         Z = eng.unscaled(eng.engine.representation(losses, features, eng.task_params))
         check_jacobian(Z, eng.task_names)
         w = None
@@ -239,7 +241,7 @@ class FullPointPath(Path):
         if eng.aggregator.requires == "gramian":
             context["gramian"] = gramian_matrix(J_full)
         if due:  # probes observe the trainable J; the full Gramian is not its Gramian
-            eng.observe(due, J, result.full_grads, losses, {})
+            eng.observe(due, J, result.full_grads, {})
         d = self.aggregate(J_full, context)
         d = d.index_select(0, eng.trainable_index(d.device))
         eng.engine.scatter(d * eng.scale if eng.scale != 1.0 else d)

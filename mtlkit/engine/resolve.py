@@ -96,7 +96,7 @@ def registered_name(kind: str, spec: Any, instance: Any, pm: PluginManager | Non
         return spec
     if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
         return spec["name"]
-    pm = pm or get_plugin_manager()
+    pm = pm if isinstance(pm, PluginManager) else get_plugin_manager()
     for name in pm.names(kind):
         try:
             if pm.registration(kind, name).factory is type(instance):
@@ -106,8 +106,10 @@ def registered_name(kind: str, spec: Any, instance: Any, pm: PluginManager | Non
     return type(instance).__name__
 
 
-def stack_losses(losses: Any, expected: Sequence[str] | None) -> tuple[torch.Tensor, list[str]]:
-    """``[K]`` losses and task names from any accepted form; one clear error otherwise."""
+def stack_losses(losses: Any, expected: Sequence[str] | None, *, need_grad: bool = True
+                 ) -> tuple[torch.Tensor, list[str], list[torch.Tensor] | None]:
+    """``[K]`` losses, task names and the K scalar losses themselves (``None`` when a ``[K]``
+    tensor was given) from any accepted form; one clear error otherwise."""
     if isinstance(losses, Mapping):
         names = [str(k) for k in losses]
         values = list(losses.values())
@@ -132,30 +134,46 @@ def stack_losses(losses: Any, expected: Sequence[str] | None) -> tuple[torch.Ten
                                   "scalar tensor (reduce it with .mean() or .sum())")
         if not values:
             raise ConfigError("invalid losses: empty; pass one scalar loss per task")
-        losses = torch.stack([v.reshape(()) for v in values])
+        values = [v.reshape(()) for v in values]
+        losses = torch.stack(values)
     if names is None:
         names = list(expected) if expected is not None and len(expected) == losses.shape[0] \
             else [f"task{i}" for i in range(losses.shape[0])]
     if expected is not None and list(expected) != names:
         raise ConfigError(f"invalid losses: tasks {names}, but this engine was set up for "
                           f"{list(expected)} (keep the same tasks in the same order)")
-    if not losses.requires_grad:
+    if need_grad and not losses.requires_grad:
         raise ConfigError("invalid losses: they do not require grad (computed under no_grad, "
                           "or from parameters with requires_grad=False)")
     if not losses.dtype.is_floating_point:
         raise ConfigError(f"invalid losses: dtype {losses.dtype}; losses must be floating point")
-    return losses, names
+    return losses, names, values
 
 
-def reachable_leaves(root: torch.Tensor, stop: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """Leaf tensors that require grad and that ``root``'s graph reaches (not through ``stop``).
+def per_task_roots(losses: torch.Tensor, parts: list[torch.Tensor] | None) -> list[Any]:
+    """Each task's own graph root: its scalar loss, or an input of the stack that made ``[K]``.
+    """
+    if parts is not None:
+        return [part.grad_fn for part in parts]
+    fn = losses.grad_fn
+    if fn is not None and type(fn).__name__.startswith("StackBackward") and \
+            len(fn.next_functions) == losses.shape[0]:
+        return [node for node, _ in fn.next_functions]
+    raise ConfigError("cannot tell which parameters each task's loss reaches from a [K] loss "
+                      "tensor computed in one piece: pass the losses as a sequence or "
+                      "{task: loss}, or give task_params=")
 
-    A plain walk over ``grad_fn.next_functions``; ``AccumulateGrad`` nodes hold the leaves.
+
+def reachable_leaves(root: Any, stop: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Leaf tensors that require grad and that the graph node ``root`` reaches (not through
+    ``stop``).
+
+    A plain walk over ``next_functions``; ``AccumulateGrad`` nodes hold the leaves.
     """
     stop_fn = stop.grad_fn if stop is not None else None
     seen: set[Any] = set()
     found: dict[int, torch.Tensor] = {}
-    stack = [root.grad_fn]
+    stack = [root]
     while stack:
         node = stack.pop()
         if node is None or node in seen or node is stop_fn:
@@ -169,7 +187,7 @@ def reachable_leaves(root: torch.Tensor, stop: torch.Tensor | None = None) -> li
     return list(found.values())
 
 
-def discover_task_params(losses: torch.Tensor, shared: NamedParams, names: Sequence[str],
+def discover_task_params(roots: Sequence[Any], shared: NamedParams, names: Sequence[str],
                          features: torch.Tensor | None = None) -> list[list[torch.Tensor]]:
     """Per task, the non-shared parameters its loss reaches; checks every shared one is reached.
 
@@ -179,12 +197,13 @@ def discover_task_params(losses: torch.Tensor, shared: NamedParams, names: Seque
     shared_ids = {id(p): n for n, p in shared}
     reached: set[int] = set()
     per_task: list[list[torch.Tensor]] = []
-    for k in range(losses.shape[0]):
-        leaves = reachable_leaves(losses[k], stop=features)
+    for root in roots:
+        leaves = reachable_leaves(root, stop=features)
         per_task.append([p for p in leaves if id(p) not in shared_ids])
         reached.update(id(p) for p in leaves if id(p) in shared_ids)
     if features is not None:
-        reached.update(id(p) for p in reachable_leaves(features) if id(p) in shared_ids)
+        reached.update(id(p) for p in reachable_leaves(features.grad_fn)
+                       if id(p) in shared_ids)
     missing = [n for n, p in shared if id(p) not in reached]
     if missing:
         listed = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
