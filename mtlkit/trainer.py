@@ -247,10 +247,14 @@ class Trainer:
     def _steps_per_epoch(self) -> int:
         return math.ceil(len(self.splits.train) / self.batch_size)
 
+    def _task_losses(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+                     ) -> dict[str, torch.Tensor]:
+        return {task.name: task.head.loss(outputs[task.name], targets[task.name])
+                for task in self.tasks}
+
     def _losses(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
                 ) -> torch.Tensor:
-        return torch.stack([task.head.loss(outputs[task.name], targets[task.name])
-                            for task in self.tasks])
+        return torch.stack(list(self._task_losses(outputs, targets).values()))
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -266,8 +270,7 @@ class Trainer:
         else:
             outputs = self.model(x)
         # the K scalar losses, not their stack: each task is differentiated through its own head
-        losses = {task.name: task.head.loss(outputs[task.name], y[task.name])
-                  for task in self.tasks}
+        losses = self._task_losses(outputs, y)
         after = None
         if self.aggregator.needs_losses_after:
             # FAMO's update compares the same batch's losses before and after the step

@@ -153,13 +153,14 @@ def test_nonfinite_skip_policy_leaves_parameters_untouched(extra_plugins):
 
 def test_nan_loss_names_task(monkeypatch):
     trainer = Trainer(config(max_steps=2), None, progress=False)
-    real = trainer._losses
+    real = trainer._task_losses
 
     def poisoned(outputs, targets):
         losses = real(outputs, targets)
-        return losses * torch.tensor([1.0, float("nan")])
+        losses["right"] = losses["right"] * float("nan")
+        return losses
 
-    monkeypatch.setattr(trainer, "_losses", poisoned)
+    monkeypatch.setattr(trainer, "_task_losses", poisoned)
     with pytest.raises(GradientError, match="non-finite loss for task\\(s\\) right"):
         trainer.fit()
 
