@@ -180,3 +180,36 @@ def test_model_transform_path_and_architecture_params_without_architecture():
         Trainer(attrs.evolve(cfg, benchmark_params={
             "n_train": 32, "n_val": 16, "n_test": 16, "architecture_params": {"x": 1}}),
             None, progress=False)
+
+
+class _MiniResNet(nn.Module):
+    """The attribute names and forward order of torchvision's ResNet, in miniature."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(2)
+        for i in range(1, 5):
+            setattr(self, f"layer{i}", nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Identity()
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def test_resnet_stage_split_follows_torchvision_forward_order():
+    from mtlkit_plugins.backbones._torchvision import TorchvisionEncoder
+
+    torch.manual_seed(0)
+    encoder = TorchvisionEncoder(_MiniResNet(), 4, "resnet18").eval()
+    for channels in (3, 1):  # grey inputs are repeated to RGB in both
+        x = torch.randn(2, channels, 8, 8)
+        y = x
+        for s in stages(encoder):
+            y = s(y)
+        assert torch.equal(y, encoder(x))
