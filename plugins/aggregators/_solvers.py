@@ -237,3 +237,21 @@ def losses_vector(losses: object, K: int | None, who: str) -> torch.Tensor:
     if not bool(torch.isfinite(t).all()):
         raise GradientError(f"{who}: non-finite task loss {t.tolist()}")
     return t
+
+
+def project_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection ``argmin_{w in Δ_K} ‖w - v‖`` onto the probability simplex.
+
+    The sort-based exact algorithm (Held et al. 1974; Duchi et al. 2008): with ``u`` sorted
+    decreasingly, ``r = max{j : u_j > (Σ_{i<=j} u_i - 1)/j}`` and ``θ = (Σ_{i<=r} u_i - 1)/r``,
+    ``w = max(v - θ, 0)``. Used by the stochastic simplex-weight methods (MoDo, SDMGrad, MoCo).
+    """
+    v = np.asarray(v, dtype=np.float64)
+    # Π(v + c·1) = Π(v): shifting the largest entry to 0 keeps huge inputs exact (u_1 = 0 >
+    # -1 then always holds, so r >= 1, and tied maxima share the mass instead of each taking 1)
+    v = v - v.max()
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - 1.0
+    j = np.arange(1, v.size + 1)
+    r = int(np.nonzero(u > css / j)[0][-1]) + 1
+    return np.maximum(v - css[r - 1] / r, 0.0)
