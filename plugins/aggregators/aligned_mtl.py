@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from mtlkit_plugins.aggregators._solvers import (
     as_normalized_eigh,
+    bounded_threads,
     check_choice,
     eigen_cutoff,
     to_weights,
@@ -44,6 +45,7 @@ class AlignedMTL(GramianWeighting):
     def __attrs_post_init__(self) -> None:
         check_choice("scale_mode", self.scale_mode, ("min", "median", "rmse"))
 
+    @bounded_threads
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         A, _, lam, V = as_normalized_eigh(G)
         K = A.shape[0]

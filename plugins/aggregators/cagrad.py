@@ -42,6 +42,7 @@ import torch
 from mtlkit_plugins.aggregators._solvers import (
     RIDGE,
     as_normalized_numpy,
+    bounded_threads,
     check_choice,
     check_range,
     project_dual_cone,
@@ -192,6 +193,7 @@ class CAGrad(GramianWeighting):
             return d * J.shape[0] if self.reduction == "sum" else d
         return super().aggregate(J, context)
 
+    @bounded_threads
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         A, _ = as_normalized_numpy(G)
         K = A.shape[0]

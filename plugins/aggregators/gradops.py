@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from mtlkit_plugins.aggregators._solvers import (
     as_normalized_eigh,
+    bounded_threads,
     check_range,
     eigen_cutoff,
     to_weights,
@@ -99,6 +100,7 @@ class GradOPS(GramianWeighting):
         check_range("alpha", self.alpha, -100.0, 100.0)
         check_range("tol", self.tol, 0.0, 1.0, lo_open=True, hi_open=True)
 
+    @bounded_threads
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         A, _, lam, V = as_normalized_eigh(G)
         K = A.shape[0]

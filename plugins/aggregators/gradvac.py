@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from mtlkit_plugins.aggregators._solvers import (
     as_normalized_numpy,
+    bounded_threads,
     check_choice,
     check_range,
     make_generator,
@@ -62,6 +63,7 @@ class GradVac(GramianWeighting):
         self._targets = None
         self._generator = make_generator(self.seed)
 
+    @bounded_threads
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         A, _ = as_normalized_numpy(G)
         K = A.shape[0]

@@ -22,7 +22,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from mtlkit_plugins.aggregators._solvers import as_normalized_eigh, eigen_cutoff, to_weights
+from mtlkit_plugins.aggregators._solvers import (
+    as_normalized_eigh,
+    bounded_threads,
+    eigen_cutoff,
+    to_weights,
+)
 
 from mtlkit import hookimpl
 from mtlkit.aggregation import GramianWeighting
@@ -34,6 +39,7 @@ class IMTLG(GramianWeighting):
     properties: ClassVar[frozenset[str]] = frozenset(
         {"permutation_invariant", "linear_under_scaling", "weighted"})
 
+    @bounded_threads
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         A, _, lam, V = as_normalized_eigh(G)
         nu = np.sqrt(np.clip(np.diag(A), 0.0, None))

@@ -29,6 +29,7 @@ import attrs
 import torch
 from mtlkit_plugins.aggregators._solvers import (
     as_normalized_numpy,
+    bounded_threads,
     check_choice,
     min_norm_weights,
     require_quadprog,
@@ -53,6 +54,7 @@ class MGDA(GramianWeighting):
         if self.solver == "qp":
             require_quadprog(type(self).__name__)
 
+    @bounded_threads
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         A, _ = as_normalized_numpy(G)
         return to_weights(min_norm_weights(A, self.solver))

@@ -26,6 +26,7 @@ import torch
 from mtlkit_plugins.aggregators._solvers import (
     RIDGE,
     as_normalized_numpy,
+    bounded_threads,
     project_dual_cone,
     require_quadprog,
     to_weights,
@@ -45,6 +46,7 @@ class UPGrad(GramianWeighting):
     def __init__(self) -> None:
         require_quadprog("UPGrad")
 
+    @bounded_threads
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         A, _ = as_normalized_numpy(G)
         K = A.shape[0]

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from tests.aggregators.helpers import agg, make_J
+from tests.aggregators.references import roundoff
 
 
 def gradvac_loop(J, gen, targets, beta):
@@ -25,6 +26,11 @@ def gradvac_loop(J, gen, targets, beta):
     return torch.stack(out).sum(0)
 
 
+def norm_ratio(J: torch.Tensor) -> float:
+    norms = J.norm(dim=1)
+    return float(norms.max() / norms.min())
+
+
 def test_gradvac_matches_loop_over_several_steps_and_resets():
     a = agg("gradvac", beta=0.3)
     targets = np.zeros((4, 4))
@@ -32,9 +38,12 @@ def test_gradvac_matches_loop_over_several_steps_and_resets():
         J = make_J(4, 11, seed=step)
         d = a(J, generator=torch.Generator().manual_seed(step))
         ref = gradvac_loop(J, torch.Generator().manual_seed(step), targets, 0.3)
-        assert torch.allclose(d, ref, atol=1e-9)
+        # cosines and square roots of 1 - φ² lose up to sqrt(eps) near |φ| = 1; these rows are
+        # far from collinear, so a per-projection norm-ratio bound suffices
+        assert float((d - ref).norm()) <= roundoff(J, cond=4 * norm_ratio(J))
     assert np.abs(targets).sum() > 0
     a.reset()
     J = make_J(4, 11, seed=0)
     fresh = gradvac_loop(J, torch.Generator().manual_seed(0), np.zeros((4, 4)), 0.3)
-    assert torch.allclose(a(J, generator=torch.Generator().manual_seed(0)), fresh, atol=1e-9)
+    d = a(J, generator=torch.Generator().manual_seed(0))
+    assert float((d - fresh).norm()) <= roundoff(J, cond=4 * norm_ratio(J))

@@ -3,6 +3,7 @@ import torch
 
 from mtlkit.errors import ConfigError
 from tests.aggregators.helpers import agg, make_J
+from tests.aggregators.references import roundoff
 
 
 def pcgrad_loop(J: torch.Tensor, gen: torch.Generator, reduction: str) -> torch.Tensor:
@@ -29,7 +30,11 @@ def test_pcgrad_matches_loop_implementation(K, n, reduction):
     J = make_J(K, n, seed=K * n)
     d = agg("pcgrad", reduction=reduction)(J, generator=torch.Generator().manual_seed(7))
     ref = pcgrad_loop(J, torch.Generator().manual_seed(7), reduction)
-    assert torch.allclose(d, ref, atol=1e-10 * float(J.abs().max()))
+    # the same K(K-1) projections in another order of floating-point operations; each divides
+    # by ‖g_j‖², so round-off is bounded by the rows' norm ratio per projection
+    norms = J.norm(dim=1)
+    ratio = float(norms.max() / norms.min())
+    assert float((d - ref).norm()) <= roundoff(J, cond=K * ratio)
 
 
 def test_pcgrad_two_tasks_removes_the_conflict_both_ways():
