@@ -143,23 +143,12 @@ class _Grey3(nn.Module):
         return x.expand(-1, 3, -1, -1) if x.dim() == 4 and x.shape[1] == 1 else x
 
 
-def stages(encoder: nn.Module) -> list[nn.Module]:
-    """The encoder as a list of stages whose composition is ``encoder.forward``.
-
-    Cross-stitch, LTB and PLE mix representations *between* stages, so they need this split
-    (LibMTL hard-codes ResNet's ``layer1..4``). Known encoders: any ``nn.Sequential`` (its
-    children; the way to bring a third-party encoder), the Multi-MNIST LeNet (conv, conv, fc),
-    SmallCNN (its four conv blocks, the last with the pooling and fc) and the torchvision
-    ResNets (stem + ``layer1``, ``layer2``, ``layer3``, ``layer4`` + pooling). The split reuses
-    the encoder's own modules (no copy).
-    """
+def _known_stages(encoder: nn.Module) -> list[nn.Module] | None:
     # local imports: plugins may name plugins, the core never does
     from mtlkit_plugins.backbones._torchvision import TorchvisionEncoder
     from mtlkit_plugins.backbones.lenet import LeNetEncoder
     from mtlkit_plugins.backbones.small_cnn import SmallCNN
 
-    if isinstance(encoder, nn.Sequential):
-        return list(encoder.children())
     if isinstance(encoder, LeNetEncoder):
         return [_LeNetStage(encoder.conv1), _LeNetStage(encoder.conv2),
                 _Dense(encoder.fc, "flatten")]
@@ -171,6 +160,28 @@ def stages(encoder: nn.Module) -> list[nn.Module]:
         b = encoder.body
         return [nn.Sequential(_Grey3(), b.conv1, b.bn1, b.relu, b.maxpool, b.layer1),
                 b.layer2, b.layer3, nn.Sequential(b.layer4, b.avgpool, nn.Flatten(1), b.fc)]
+    return None
+
+
+def stages(encoder: nn.Module) -> list[nn.Module]:
+    """The encoder as a list of stages whose composition is ``encoder.forward``.
+
+    Cross-stitch, LTB and PLE mix representations *between* stages, so they need this split
+    (LibMTL hard-codes ResNet's ``layer1..4``). Known encoders: the Multi-MNIST LeNet (conv,
+    conv, fc), SmallCNN (its four conv blocks, the last with the pooling and fc), the
+    torchvision ResNets (stem + ``layer1``, ``layer2``, ``layer3``, ``layer4`` + pooling), and
+    any ``nn.Sequential`` (the way to bring a third-party encoder): its children, a child that
+    is one of the known encoders being split in turn (a backbone followed by extra layers, as
+    the Office benchmarks' encoder). The split reuses the encoder's own modules (no copy).
+    """
+    known = _known_stages(encoder)
+    if known is not None:
+        return known
+    if isinstance(encoder, nn.Sequential):
+        out: list[nn.Module] = []
+        for child in encoder.children():
+            out += _known_stages(child) or [child]
+        return out
     raise ConfigError(f"this architecture mixes features between encoder stages, and "
                       f"{type(encoder).__name__} has no known stage split: use an "
                       "nn.Sequential encoder (its children are the stages), lenet, small_cnn "

@@ -113,8 +113,11 @@ def test_dselect_k_weights_are_a_distribution_over_existing_experts():
 
 def test_stage_split_composes_to_the_encoder():
     torch.manual_seed(0)
-    for encoder, shape in ((LeNetEncoder(), (2, 1, 28, 28)),
-                           (SmallCNN(width=4, out_features=8).eval(), (2, 3, 16, 16))):
+    cases = ((LeNetEncoder(), (2, 1, 28, 28), 3),
+             (SmallCNN(width=4, out_features=8).eval(), (2, 3, 16, 16), 4),
+             (nn.Sequential(LeNetEncoder(), nn.Linear(50, 7), nn.ReLU()), (2, 1, 28, 28), 5))
+    for encoder, shape, depth in cases:
+        assert len(stages(encoder)) == depth
         x = torch.randn(*shape)
         y = x
         for s in stages(encoder):

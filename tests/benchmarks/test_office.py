@@ -143,6 +143,14 @@ def test_missing_or_malformed_roots_are_one_clear_error(office31, tmp_path):
         Office31(data_root=str(root), split_lists=str(tmp_path / "none"))
 
 
+def test_cross_stitch_splits_the_backbone_then_the_hidden_layer(office31):
+    root, _ = office31
+    model = Office31(data_root=str(root), architecture="cross_stitch", **SMALL).build_model()
+    assert model.inner.encoder.depth == 5  # small_cnn's 4 stages, then the hidden layer
+    out = model.eval()(torch.randn(2, 3, 3, 16, 16))
+    assert out["webcam"].shape == (2, 31)
+
+
 def test_a_domain_loss_reaches_no_other_domain_parameters(office31):
     root, _ = office31
     model = Office31(data_root=str(root), architecture="cgc", **SMALL).build_model()
@@ -156,3 +164,29 @@ def test_a_domain_loss_reaches_no_other_domain_parameters(office31):
         reached = {id(p) for p, g in zip(params, grads) if g is not None and bool(g.any())}
         assert owned[t] <= reached and shared <= reached
         assert all(not reached & owned[u] for u in model.task_names if u != t)
+
+
+def _torchvision_or_reason() -> str | None:
+    try:
+        import torchvision.models  # noqa: F401
+    except Exception as exc:
+        return (f"torchvision cannot import ({type(exc).__name__}: {exc}); install the vision "
+                "extra (docs/backbones.md)")
+    return None
+
+
+_TV = _torchvision_or_reason()
+
+
+@pytest.mark.skipif(_TV is not None, reason=_TV or "")
+def test_libmtl_model_resnet18_with_cross_stitch_columns(office31):
+    # LibMTL's Office model (ResNet-18 + hidden layer) rebuilt as cross-stitch columns split at
+    # the ResNet stages (+ the hidden layer); random weights (no file needed), small images
+    root, _ = office31
+    bench = Office31(data_root=str(root), backbone="resnet18", image_size=32,
+                     architecture="cross_stitch")
+    model = bench.build_model().eval()
+    assert model.inner.encoder.depth == 5  # 4 ResNet stages, then the hidden layer
+    out = model(torch.randn(2, 3, 3, 32, 32))
+    assert {t: o.shape for t, o in out.items()} == {t: (2, 31) for t in
+                                                    ("amazon", "dslr", "webcam")}
