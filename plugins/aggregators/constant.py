@@ -17,8 +17,9 @@ adversarial auxiliary losses); all-zero weights are refused (that would never up
 as soon as the engine announces ``K`` (:meth:`configure`) or at the first call. ``K = 1`` gives
 the task's own gradient (the base class's guarantee), whatever the single weight is.
 
-Properties: weighted, linear under scaling. Not permutation invariant (weight ``k`` belongs to
-row ``k``), not non-conflicting.
+Properties: weighted, positively homogeneous, linear under scaling (row-wise: scaling row ``k``
+by ``c_k`` gives ``Σ_k w_k c_k g_k``, linear in ``c``). Not permutation invariant (weight ``k``
+belongs to row ``k``), not non-conflicting.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class Constant(LossWeighting):
 
     weights: tuple[float, ...] = attrs.field(default=None, converter=_as_weights)
 
-    properties: ClassVar[frozenset[str]] = frozenset({"weighted", "linear_under_scaling"})
+    properties: ClassVar[frozenset[str]] = frozenset(
+        {"weighted", "positively_homogeneous", "linear_under_scaling"})
 
     def _vector(self, K: int) -> torch.Tensor:
         if len(self.weights) != K:

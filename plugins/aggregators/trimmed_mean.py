@@ -24,8 +24,9 @@ Neither: ``b = 1``, the smallest trimming that does anything (the paper and Torc
 default). The method needs ``K >= 2b + 1`` rows: fewer raise :class:`~mtlkit.errors.ConfigError`
 (with ``trim_number=1`` at least 3 tasks); ``beta`` always satisfies it.
 
-Properties: permutation invariant, linear under scaling (sorting commutes with a positive
-factor). Not weighted (each coordinate keeps other rows, so ``d`` leaves the row span), not
+Properties: permutation invariant, positively homogeneous (sorting commutes with a positive
+factor). Not linear under row-wise scaling (scaling one row changes which values are trimmed),
+not weighted (each coordinate keeps other rows, so ``d`` leaves the row span), not
 non-conflicting, not the mean without conflict.
 """
 
@@ -51,7 +52,7 @@ class TrimmedMean(Aggregator):
     beta: float | None = None
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"permutation_invariant", "linear_under_scaling"})
+        {"permutation_invariant", "positively_homogeneous"})
 
     def __attrs_post_init__(self) -> None:
         if self.trim_number is not None and self.beta is not None:
