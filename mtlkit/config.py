@@ -31,6 +31,12 @@ DEVICES = ("cpu", "cuda", "auto")
 #: sees the per-task gradients of the trainable coordinates only (n = trainable count);
 #: ``full`` = it sees all shared coordinates and its update is masked afterwards
 MASK_POINTS = ("trainable", "full")
+#: mixed precision: ``bf16`` autocasts to bfloat16 (CPU or GPU, no loss scaling needed);
+#: ``fp16`` autocasts to float16 with a ``GradScaler`` (the engine unscales the Jacobian)
+AMP_MODES = ("off", "bf16", "fp16")
+#: ``None``: the benchmark's own step decay; ``constant``; ``cosine`` (per step, to 0 at the end)
+LR_SCHEDULES = ("constant", "cosine")
+LOGGERS = ("tensorboard", "wandb", "mlflow")
 
 
 def _positive_int(field: str):
@@ -71,6 +77,13 @@ def _density(_inst: Any, _attr: Any, value: Any) -> None:
     ok = _is_number(value)
     if not ok or not 0 < value <= 1:
         raise invalid_value("density", value, "must be in (0, 1] (the trainable fraction)")
+
+
+def _fraction(field: str):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if not _is_number(value) or not 0 <= value <= 1:
+            raise invalid_value(field, value, "must be a number in [0, 1]")
+    return check
 
 
 _DICT_FIELD: Any = {"factory": dict, "converter": dict}
@@ -115,12 +128,39 @@ class TrainConfig:
     checkpoint: bool = True
     #: JSON file ``{task: {metric: value}}`` of single-task results for delta_m
     baselines: str | None = None
+    #: a pre-trained encoder ``state_dict`` (.pt/.pth) loaded into the model's shared encoder
+    #: (any backbone) before training: mtlkit.pretrained.load_backbone_weights
+    backbone_weights: str | None = None
+    amp: str = attrs.field(default="off", validator=_choice("amp", AMP_MODES))
+    #: each batch is processed in this many equal micro-batches (same update, less memory)
+    accumulation_steps: int = attrs.field(default=1,
+                                          validator=_positive_int("accumulation_steps"))
+    #: clip the global gradient norm (shared update and heads together) to this value
+    grad_clip: float | None = attrs.field(default=None, validator=_positive_float("grad_clip"))
+    lr_schedule: str | None = attrs.field(default=None,
+                                          validator=_choice("lr_schedule", LR_SCHEDULES))
+    #: linear learning-rate warm-up over the first N optimizer steps
+    warmup_steps: int = attrs.field(default=0, validator=_positive_float("warmup_steps",
+                                                                          allow_zero=True))
+    #: experiment loggers: any of tensorboard, wandb (offline), mlflow (local file store)
+    log: list[str] = attrs.field(factory=list, converter=list)
+    #: without a terminal: a progress line every N steps (and one per epoch)
+    log_every: int = attrs.field(default=100, validator=_positive_int("log_every"))
+    #: with nonfinite='skip': fail the run (exit code 4) when more than this share of an
+    #: epoch's steps had to be skipped (a run that mostly skips is not training)
+    max_skipped_fraction: float = attrs.field(default=0.1, validator=_fraction(
+        "max_skipped_fraction"))
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise invalid_value("seed", self.seed, "must be an integer >= 0")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise invalid_value("workers", self.workers, "must be an integer >= 0")
+        if isinstance(self.warmup_steps, (float, bool)):
+            raise invalid_value("warmup_steps", self.warmup_steps, "must be an integer >= 0")
+        for name in self.log:
+            if name not in LOGGERS:
+                raise invalid_value("log", name, f"must be among {', '.join(LOGGERS)}")
         if self.density is not None and self.k is not None:
             raise ConfigError("give either density or k, not both")
         if self.data_root is not None:
@@ -163,6 +203,11 @@ class TrainConfig:
 
 
 FIELDS = tuple(a.name for a in attrs.fields(TrainConfig))
+#: keys ``--resume`` lets change (they do not change what the checkpoint's state means): extend
+#: a run (epochs, max_steps), evaluation/logging cadence, resources, the skip policy's bound,
+#: and the Δm baselines (evaluation only). Any other difference is refused.
+RESUMABLE_KEYS = ("epochs", "max_steps", "eval_every", "threads", "workers", "device",
+                  "checkpoint", "baselines", "log", "log_every", "max_skipped_fraction")
 
 
 def read_toml_file(path: str | Path, field: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,10 @@ from mtlkit.config import TrainConfig
 from mtlkit.engine import MTLBackward
 from mtlkit.errors import ConfigError
 from mtlkit.jacobian import JacobianEngine
+from mtlkit.loggers import ExperimentLogger, as_logger, make_loggers
 from mtlkit.masking import FrozenGuard, MaskContext, ParameterMask
 from mtlkit.metrics import delta_m_metric_level, delta_m_task_level
+from mtlkit.models import MultiTaskModel
 from mtlkit.plugins import PluginManager, get_plugin_manager
 from mtlkit.results import load_checkpoint, save_checkpoint, write_csv, write_json
 
@@ -55,23 +57,67 @@ def seed_everything(seed: int) -> None:
 
 
 class Progress:
-    """A live status line on a terminal; silent otherwise."""
+    """Where training reports how far it is.
 
-    def __init__(self, enabled: bool | None) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+    On a terminal: one live status line. Elsewhere (a log file, a CI job, a batch system): a
+    plain line every ``every`` steps and at the end of each epoch, with elapsed time and an
+    estimate of the time left, so a log shows progress without a wall of carriage returns.
+    ``enabled=False``: silent; ``None``: decide from ``stderr``.
+    """
+
+    def __init__(self, enabled: bool | None, every: int = 100) -> None:
+        tty = sys.stderr.isatty()
+        self.mode = ("live" if tty else "lines") if enabled is None else (
+            ("live" if tty else "lines") if enabled else "off")
+        self.enabled = self.mode != "off"
+        self.every = every
         self._last = 0.0
+        self._start = time.monotonic()
+        self._start_step = 0
+
+    def start(self, step: int) -> None:
+        self._start, self._start_step = time.monotonic(), step
+
+    def _eta(self, step: int, total: int) -> str:
+        elapsed = time.monotonic() - self._start
+        done = step - self._start_step
+        left = elapsed / done * (total - step) if done > 0 else float("nan")
+        return f"elapsed {_duration(elapsed)}, ETA {_duration(left)}"
+
+    def step(self, step: int, total: int, text: str) -> None:
+        if self.mode == "live":
+            self.update(f"{text} ({self._eta(step, total)})")
+        elif self.mode == "lines" and step % self.every == 0:
+            self._line(f"{text} ({self._eta(step, total)})")
+
+    def epoch(self, step: int, total: int, text: str) -> None:
+        if self.mode == "lines":
+            self._line(f"{text} ({self._eta(step, total)})")
 
     def update(self, text: str, force: bool = False) -> None:
         now = time.monotonic()
-        if self.enabled and (force or now - self._last > 0.2):
+        if self.mode == "live" and (force or now - self._last > 0.2):
             self._last = now
             sys.stderr.write("\r\033[K" + text)
             sys.stderr.flush()
 
+    def _line(self, text: str) -> None:
+        sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+        sys.stderr.flush()
+
     def done(self) -> None:
-        if self.enabled:
+        if self.mode == "live":
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 class Trainer:
@@ -86,13 +132,18 @@ class Trainer:
         progress: bool | None = None,
         on_epoch_end: EpochCallback | None = None,
         model_transform: Callable[[nn.Module], nn.Module] | None = None,
+        benchmark: Benchmark | None = None,
+        loggers: Iterable[Any] = (),
     ) -> None:
         self.config = config
+        #: a benchmark object instead of a registered name (e.g. mtlkit.fit's own model)
+        self._given_benchmark = benchmark
+        self._given_loggers = [as_logger(obj) for obj in loggers]
         #: applied to the benchmark's model before training (e.g. Recon's layer branching)
         self.model_transform = model_transform
         self.out = Path(out).resolve() if out is not None else None
         self.pm = plugins or get_plugin_manager()
-        self.progress = Progress(progress)
+        self.progress = Progress(progress, every=config.log_every)
         self.on_epoch_end = on_epoch_end
         self._setup()
 
@@ -105,7 +156,9 @@ class Trainer:
         self.device = torch.device(_resolve_device(cfg.device))
         seed_everything(cfg.seed)
         bench_params = {"seed": cfg.seed, "data_root": cfg.data_root, **cfg.benchmark_params}
-        self.benchmark: Benchmark = self.pm.create("benchmark", cfg.benchmark, **bench_params)
+        self.benchmark: Benchmark = (
+            self._given_benchmark if self._given_benchmark is not None
+            else self.pm.create("benchmark", cfg.benchmark, **bench_params))
         all_tasks = {t.name: t for t in self.benchmark.tasks}
         names = cfg.tasks or list(all_tasks)
         for name in names:
@@ -125,13 +178,18 @@ class Trainer:
         self.splits = self.benchmark.splits()
         torch.manual_seed(cfg.seed)
         model = self.benchmark.build_model(names)
+        if cfg.backbone_weights:  # before any transform: the weights fit the plain encoder
+            from mtlkit.pretrained import load_backbone_weights
+            load_backbone_weights(model, cfg.backbone_weights)
         if self.model_transform is not None:
             model = self.model_transform(model)
         self.model = model.to(self.device)
         self.shared = self.model.shared_named_parameters()
         if not self.shared:
             raise ConfigError("the model has no shared parameters to train")
-        self.task_params = [[p for _, p in self.model.task_named_parameters(t)] for t in names]
+        # an own model does not declare its heads: the engine finds them from the graph
+        self.task_params = ([[p for _, p in self.model.task_named_parameters(t)] for t in names]
+                            if isinstance(self.model, MultiTaskModel) else None)
 
         self.aggregator = self.pm.create("aggregator", cfg.aggregator, **cfg.aggregator_params)
         self.mask_strategy = self.pm.create("mask", cfg.mask, **cfg.mask_kwargs())
@@ -143,6 +201,8 @@ class Trainer:
         self.gradient_path = gradient_path(cfg, self.aggregator, self.model)
         self.aggregator.configure(len(names))  # e.g. UW creates one log-variance per task
         self.optimizer = self._make_optimizer()
+        #: float16 autocast needs loss scaling; bfloat16 has float32's range and needs none
+        self.scaler = (torch.amp.GradScaler(self.device.type) if cfg.amp == "fp16" else None)
         self.steps_per_epoch = self._steps_per_epoch()
         self.total_steps = self.epochs * self.steps_per_epoch
         if cfg.max_steps is not None:
@@ -151,11 +211,14 @@ class Trainer:
         self.mtl = MTLBackward(
             self.shared, self.aggregator, mask=mask, probes=self.probes,
             optimizer=self.optimizer, features=self.gradient_path == "representation",
-            tasks=names, task_params=self.task_params,
+            tasks=names, task_params=self.task_params, scaler=self.scaler,
+            accumulation_steps=cfg.accumulation_steps,
             jacobian="loop" if cfg.jacobian == "representation" else cfg.jacobian,
             mask_point=cfg.mask_point, nonfinite=cfg.nonfinite, probe_every=cfg.probe_every,
             seed=cfg.seed, total_steps=self.total_steps, plugins=self.pm)
         self.agg_generator = self.mtl.generator
+        self.loggers: list[ExperimentLogger] = self._given_loggers + make_loggers(
+            cfg.log, self.out, cfg.to_dict())
         self.step = 0
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -164,8 +227,7 @@ class Trainer:
         self.wall_s = 0.0
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        params = [p for _, p in self.shared]
-        params += [p for ps in self.task_params for p in ps]
+        params = [p for p in self.model.parameters() if p.requires_grad]
         params += list(self.aggregator.parameters())
         name, lr, wd = self.optimizer_name, self.lr, self.weight_decay
         if name == "sgd":
@@ -234,6 +296,14 @@ class Trainer:
         if isinstance(dataset, InMemoryDataset):
             yield from dataset.batches(batch_size, shuffle=shuffle, generator=generator)
             return
+        if isinstance(dataset, DataLoader):  # a caller's own loader: its order, its batches
+            for batch in dataset:
+                if not (isinstance(batch, (tuple, list)) and len(batch) == 2
+                        and isinstance(batch[1], Mapping)):
+                    raise ConfigError("each batch of a DataLoader must be (x, {task: target}); "
+                                      f"got {type(batch).__name__}")
+                yield batch[0], dict(batch[1])
+            return
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
                             generator=generator, num_workers=self.config.workers)
         yield from loader
@@ -245,6 +315,8 @@ class Trainer:
                                       if t in self.task_names}
 
     def _steps_per_epoch(self) -> int:
+        if isinstance(self.splits.train, DataLoader):
+            return len(self.splits.train)
         return math.ceil(len(self.splits.train) / self.batch_size)
 
     def _task_losses(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
@@ -259,33 +331,107 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------------
 
     def train_step(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> dict[str, float] | None:
-        """One optimizer step; returns per-task losses, or ``None`` if the step was skipped."""
+        """One optimizer step; returns per-task losses, or ``None`` if the step was skipped.
+
+        With ``accumulation_steps = N`` the batch goes through the model in N equal pieces
+        (less activation memory); the engine aggregates the summed per-task gradients once.
+        """
         if not self.model.training:  # train() walks every module: ~0.15 ms a step otherwise
             self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        z = None
-        if self.gradient_path == "representation":
-            z = self.model.represent(x)
-            outputs = self.model.heads_forward(z)
+        self._set_step_lr()
+        self.mtl.step = self.step
+        pieces = self._micro_batches(x, y)
+        totals: dict[str, float] = {}
+        for px, py in pieces:
+            report = self._backward(px, py)
+            if report.skipped:
+                self.skipped_steps += 1
+                self._log_step(report)
+                self.mtl.step = self.step  # the engine counted the skipped step
+                if self.scaler is not None:  # the scaler skips the update and lowers its scale
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                return None
+            for t, v in report.losses.items():
+                totals[t] = totals.get(t, 0.0) + v / len(pieces)
+        if report.probes:
+            self.step_rows.append({"step": self.step, "epoch": self.epoch, **report.probes})
+        self._log_step(report, totals)
+        if self.config.grad_clip is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"],
+                                           self.config.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # the engine's step hook still runs after it
+            self.scaler.update()
         else:
-            outputs = self.model(x)
-        # the K scalar losses, not their stack: each task is differentiated through its own head
-        losses = self._task_losses(outputs, y)
+            self.optimizer.step()  # the engine's step hook restores frozen coordinates
+        return totals
+
+    def _backward(self, x: torch.Tensor, y: dict[str, torch.Tensor]):
+        """Forward one (micro-)batch under the configured autocast and hand its K losses to
+        the engine."""
+        amp = self.config.amp
+        with torch.autocast(self.device.type, dtype=torch.bfloat16 if amp == "bf16"
+                            else torch.float16, enabled=amp != "off"):
+            z = None
+            if self.gradient_path == "representation":
+                z = self.model.represent(x)
+                outputs = self.model.heads_forward(z)
+            else:
+                outputs = self.model(x)
+            # the K scalar losses, not their stack: each task is differentiated through its
+            # own head only
+            losses = self._task_losses(outputs, y)
         after = None
         if self.aggregator.needs_losses_after:
             # FAMO's update compares the same batch's losses before and after the step
-            def after() -> torch.Tensor:
-                return self._losses(self.model(x), y)
-        self.mtl.step = self.step
-        report = self.mtl.backward(losses, features=z, losses_after=after, epoch=self.epoch,
-                                   progress=self.step / max(self.total_steps, 1))
-        if report.probes:
-            self.step_rows.append({"step": self.step, "epoch": self.epoch, **report.probes})
-        if report.skipped:
-            self.skipped_steps += 1
-            return None
-        self.optimizer.step()  # the engine's step hook restores frozen coordinates
-        return report.losses
+            def after() -> dict[str, torch.Tensor]:
+                return self._task_losses(self.model(x), y)
+        return self.mtl.backward(losses, features=z, losses_after=after, epoch=self.epoch,
+                                 progress=self.step / max(self.total_steps, 1))
+
+    def _micro_batches(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> list[tuple]:
+        n = self.config.accumulation_steps
+        if n == 1:
+            return [(x, y)]
+        if len(x) < n:
+            raise ConfigError(f"invalid accumulation_steps={n}: a batch has only {len(x)} "
+                              "examples to split")
+        xs = torch.tensor_split(x, n)
+        ys = {t: torch.tensor_split(v, n) for t, v in y.items()}
+        return [(xs[i], {t: v[i] for t, v in ys.items()}) for i in range(n)]
+
+    def _log_step(self, report: Any, losses: Mapping[str, float] | None = None) -> None:
+        if not self.loggers or not (report.probes or report.skipped
+                                    or self.step % self.config.log_every == 0):
+            return
+        record: dict[str, float] = {f"train/loss/{t}": v
+                                    for t, v in (losses or report.losses).items()}
+        record.update({f"probe/{k}": v for k, v in report.probes.items()})
+        if report.weights is not None:
+            record.update({f"weights/{t}": float(w)
+                           for t, w in zip(self.task_names, report.weights.tolist())})
+        record["train/skipped_steps"] = self.skipped_steps
+        for logger in self.loggers:
+            logger.log(record, self.step)
+
+    def _set_step_lr(self) -> None:
+        """Warm-up and cosine schedules, from the step alone (resuming needs no state)."""
+        cfg = self.config
+        if not cfg.warmup_steps and cfg.lr_schedule in (None, "constant"):
+            return
+        factor = 1.0
+        if cfg.lr_schedule == "cosine":
+            progress = min(self.step / max(self.total_steps, 1), 1.0)
+            factor = 0.5 * (1.0 + math.cos(math.pi * progress))
+        if cfg.warmup_steps and self.step < cfg.warmup_steps:
+            factor *= (self.step + 1) / cfg.warmup_steps
+        for group in self.optimizer.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor * \
+                group.get("epoch_factor", 1.0)
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -308,8 +454,10 @@ class Trainer:
         if resume and self.out is not None and (self.out / "checkpoint.pt").is_file():
             self.load_state(load_checkpoint(self.out / "checkpoint.pt"))
         start = time.perf_counter() - self.wall_s
-        reselect = getattr(self.mask_strategy, "reselect_every", None)
+        self.progress.start(self.step)
+        reselect = self.mask_strategy.reselect_every
         while self.epoch < self.epochs and self.step < self.total_steps:
+            first_step, skipped_before = self.step, self.skipped_steps
             self._set_epoch_lr()
             gen = torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
             sums = dict.fromkeys(self.task_names, 0.0)
@@ -326,11 +474,10 @@ class Trainer:
                     for t, v in losses.items():
                         sums[t] += v
                 if self.progress.enabled:  # no per-step string building when nobody reads it
-                    self.progress.update(
-                        f"epoch {self.epoch + 1}/{self.epochs} step {self.step}/{self.total_steps} "
-                        + " ".join(f"{t}={sums[t] / max(n, 1):.4f}" for t in self.task_names))
+                    self.progress.step(self.step, self.total_steps, self._status(sums, n))
             self.epoch += 1
-            record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
+            record: dict[str, Any] = {"epoch": self.epoch, "step": self.step,
+                                      "skipped_steps": self.skipped_steps - skipped_before}
             record.update({f"train_loss.{t}": sums[t] / max(n, 1) for t in self.task_names})
             last = self.epoch >= self.epochs or self.step >= self.total_steps
             if self.epoch % self.config.eval_every == 0 or last:
@@ -339,6 +486,14 @@ class Trainer:
                         record.update({f"{split}.{t}.{m}": v for m, v in metrics.items()})
             record.update(self._conflict_summary(prefix="conflict."))
             self.history.append(record)
+            if self.progress.enabled:
+                self.progress.epoch(self.step, self.total_steps,
+                                    self._status(sums, n, epoch=self.epoch))
+            if self.loggers:
+                epoch_record = {k.replace(".", "/", 2): v for k, v in record.items()
+                                if k not in ("epoch", "step")}
+                for logger in self.loggers:
+                    logger.log(epoch_record, self.step)
             self.wall_s = time.perf_counter() - start
             if self.out is not None:
                 write_csv(self.out / "epochs.csv", self.history)
@@ -346,22 +501,37 @@ class Trainer:
                     write_csv(self.out / "steps.csv", self.step_rows)
                 if self.config.checkpoint:
                     save_checkpoint(self.out / "checkpoint.pt", self.state())
+            self._check_skipped(record["skipped_steps"], self.step - first_step)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(record, self)
         self.progress.done()
         self.wall_s = time.perf_counter() - start
+        for logger in self.loggers:
+            logger.close()
         results = self.results()
+        if results["nonfinite_metrics"]:
+            import warnings
+
+            warnings.warn(f"non-finite evaluation metrics {', '.join(results['nonfinite_metrics'])}"
+                          " (written as null in results.json, listed under nonfinite_metrics)",
+                          NumericalWarning, stacklevel=2)
         if self.out is not None:
             write_json(self.out / "results.json", results)
         return results
 
+    def _status(self, sums: dict[str, float], n: int, epoch: int | None = None) -> str:
+        epoch = self.epoch + 1 if epoch is None else epoch
+        return (f"epoch {epoch}/{self.epochs} step {self.step}/{self.total_steps} "
+                + " ".join(f"{t}={sums[t] / max(n, 1):.4f}" for t in self.task_names))
+
     def _set_epoch_lr(self) -> None:
         """The benchmark's step decay, from the epoch alone (so resuming needs no state)."""
         d = self.benchmark.defaults
-        if not d.lr_milestones:
-            return
+        if self.config.lr_schedule is not None or not d.lr_milestones:
+            return  # an explicit schedule replaces the benchmark's step decay
         factor = d.lr_gamma ** sum(self.epoch >= m for m in d.lr_milestones)
         for group in self.optimizer.param_groups:
+            group["epoch_factor"] = factor  # warm-up (per step) multiplies it
             group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def _reselect(self) -> None:
@@ -419,6 +589,10 @@ class Trainer:
             "steps": self.step,
             "epochs": self.epoch,
             "skipped_steps": self.skipped_steps,
+            "skipped_steps_per_epoch": [r.get("skipped_steps", 0) for r in self.history],
+            "nonfinite_metrics": sorted(
+                k for k, v in final.items() if k.startswith(("test.", "val."))
+                and isinstance(v, float) and not math.isfinite(v)),
             "wall_s": self.wall_s,
             "mask_info": {"requested_density": getattr(self.mask_strategy, "density", None),
                           "mask_point": cfg.mask_point,
@@ -446,12 +620,23 @@ class Trainer:
                 delta_m_task_level(test, baselines, directions))
 
     def state(self) -> dict[str, Any]:
+        """Everything a resume needs, as plain data only (tensors, numbers, str, bool, None,
+        lists/dicts): ``checkpoint.pt`` is read back with ``weights_only=True``, so it can never
+        carry code. Aggregators and probes export their state with ``state_dict()``; the
+        resolved config and the mtlkit version let ``--resume`` refuse a different run."""
+        import json
+
+        from mtlkit.results import CHECKPOINT_FORMAT
+
         return {
+            "format": CHECKPOINT_FORMAT,
+            "mtlkit_version": __version__,
+            "config": json.loads(json.dumps(self.config.to_dict(), default=str)),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "aggregator": self.aggregator,
-            "probes": self.probes,
-            "mask": self.mask.masks,
+            "aggregator": self.aggregator.state_dict(),
+            "probes": {name: p.state_dict() for name, p in self.probes.items()},
+            "mask": dict(self.mask.masks),
             "frozen_values": self.guard.saved_values(),
             "step": self.step,
             "epoch": self.epoch,
@@ -464,12 +649,23 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state`. Refuses (one :class:`ConfigError` listing the keys) a
+        checkpoint written by a different configuration or mtlkit version, except the keys
+        in :data:`mtlkit.config.RESUMABLE_KEYS`."""
+        import json
+
+        from mtlkit.results import check_resumable
+
+        check_resumable(state, json.loads(json.dumps(self.config.to_dict(), default=str)),
+                        __version__)
         self.model.load_state_dict(state["model"])
-        self.aggregator = state["aggregator"]
+        # aggregator state first (UW's log-variances are copied into the live tensors), then a
+        # fresh optimizer over the live parameters takes the saved optimizer state
+        self.aggregator.load_state_dict(state["aggregator"])
+        for name, probe in self.probes.items():
+            probe.load_state_dict(state["probes"].get(name, {}))
         self.optimizer = self._make_optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
-        self.probes = state["probes"]
-        self.mtl.aggregator, self.mtl.probes = self.aggregator, self.probes
         self.mtl.attach_optimizer(self.optimizer)
         self.set_mask(ParameterMask(state["mask"]))
         self.guard.load_saved_values(state["frozen_values"])
@@ -481,6 +677,31 @@ class Trainer:
         self.wall_s = state["wall_s"]
         self.agg_generator.set_state(state["agg_generator"])
         torch.set_rng_state(state["torch_rng"])
+
+    def _check_skipped(self, skipped: int, steps: int) -> None:
+        """Skipped steps are never silent: a warning per epoch with the count, and a
+        :class:`GradientError` (exit code 4) when more than ``max_skipped_fraction`` of the
+        epoch's steps were skipped."""
+        import warnings
+
+        from mtlkit.errors import GradientError
+
+        if not skipped:
+            return
+        share = skipped / max(steps, 1)
+        limit = self.config.max_skipped_fraction
+        if share > limit:
+            raise GradientError(
+                f"epoch {self.epoch}: {skipped} of {steps} steps skipped for non-finite "
+                f"gradients ({share:.0%} > max_skipped_fraction={limit:g}); the run is not "
+                "training: lower the learning rate, or raise max_skipped_fraction")
+        warnings.warn(f"epoch {self.epoch}: skipped {skipped} of {steps} steps (non-finite "
+                      f"gradients, nonfinite='skip'; {self.skipped_steps} in total)",
+                      NumericalWarning, stacklevel=2)
+
+
+class NumericalWarning(UserWarning):
+    """Skipped steps or non-finite metrics: the run goes on, but the user must know."""
 
 
 def gradient_path(config: TrainConfig, aggregator: Aggregator, model: nn.Module) -> str:
