@@ -131,9 +131,6 @@ class TrainConfig:
     #: a pre-trained encoder ``state_dict`` (.pt/.pth) loaded into the model's shared encoder
     #: (any backbone) before training: mtlkit.pretrained.load_backbone_weights
     backbone_weights: str | None = None
-    #: a pre-trained encoder ``state_dict`` (.pt/.pth) loaded into the model's shared encoder
-    #: (any backbone) before training: mtlkit.pretrained.load_backbone_weights
-    backbone_weights: str | None = None
     amp: str = attrs.field(default="off", validator=_choice("amp", AMP_MODES))
     #: each batch is processed in this many equal micro-batches (same update, less memory)
     accumulation_steps: int = attrs.field(default=1,

@@ -181,9 +181,6 @@ class Trainer:
         if cfg.backbone_weights:  # before any transform: the weights fit the plain encoder
             from mtlkit.pretrained import load_backbone_weights
             load_backbone_weights(model, cfg.backbone_weights)
-        if cfg.backbone_weights:  # before any transform: the weights fit the plain encoder
-            from mtlkit.pretrained import load_backbone_weights
-            load_backbone_weights(model, cfg.backbone_weights)
         if self.model_transform is not None:
             model = self.model_transform(model)
         self.model = model.to(self.device)

@@ -24,7 +24,8 @@ from mtlkit.errors import ConfigError
 _SIMPLE = ("benchmark", "aggregator", "mask", "density", "k", "epochs", "max_steps", "seed",
            "data_root", "lr", "batch_size", "optimizer", "momentum", "weight_decay",
            "jacobian", "device", "threads", "probe_every", "nonfinite", "baselines", "workers",
-           "eval_every", "mask_point", "max_skipped_fraction")
+           "eval_every", "mask_point", "max_skipped_fraction",
+           "backbone_weights")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -63,6 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-skipped-fraction", type=float, metavar="F",
                    help="with --nonfinite skip: fail (exit 4) when more than this share of an "
                         "epoch's steps was skipped (default 0.1)")
+    p.add_argument("--backbone-weights", metavar="FILE.pt",
+                   help="pre-trained encoder state_dict loaded before training (any backbone)")
     p.add_argument("--baselines", metavar="FILE.json",
                    help="single-task metrics {task: {metric: value}} for delta_m")
     p.add_argument("--aggregator-param", action="append", metavar="KEY=VALUE")
