@@ -1,0 +1,1 @@
+"""Adapters that put :class:`mtlkit.MTLBackward` into other training loops (Lightning)."""
