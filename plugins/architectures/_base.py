@@ -227,19 +227,24 @@ class Architecture:
                             if input_shape is not None else None)
         self.expert_init = expert_init
 
-    def body(self, encoder: nn.Module, tasks: list[str]) -> ArchitectureBody:
+    def body(self, encoder: nn.Module, tasks: list[str],
+             input_shape: tuple[int, ...] | None) -> ArchitectureBody:
         raise NotImplementedError
 
-    def __call__(self, model: nn.Module, **kwargs: object) -> ArchitectureModel:
+    def __call__(self, model: nn.Module, *, input_shape: Sequence[int] | None = None
+                 ) -> ArchitectureModel:
+        """Rebuild ``model``; ``input_shape`` here overrides the constructor's."""
+        shape = (check_input_shape(self.name, input_shape) if input_shape is not None
+                 else self.input_shape)
         if type(model) is not MultiTaskModel:
             raise ConfigError(f"architecture {self.name!r} rebuilds a hard-parameter-sharing "
                               f"model (an encoder and one head per task); got "
                               f"{type(model).__name__}")
-        if self.needs_input_shape and self.input_shape is None:
+        if self.needs_input_shape and shape is None:
             raise ConfigError(f"architecture {self.name!r} needs input_shape (the shape of "
                               "one input example, e.g. [1, 28, 28]): its gates read the "
                               "flattened input")
-        return ArchitectureModel(self.body(model.encoder, model.task_names), model.heads)
+        return ArchitectureModel(self.body(model.encoder, model.task_names, shape), model.heads)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(input_shape={self.input_shape})"

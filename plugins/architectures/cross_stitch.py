@@ -96,7 +96,8 @@ class CrossStitch(Architecture):
             raise ConfigError(f"invalid alpha_self={alpha_self!r}: must be in [0, 1]")
         self.alpha_self = float(alpha_self)
 
-    def body(self, encoder: nn.Module, tasks: list[str]) -> CrossStitchBody:
+    def body(self, encoder: nn.Module, tasks: list[str],
+             input_shape: tuple[int, ...] | None) -> CrossStitchBody:
         k = len(tasks)
         row = torch.full((k,), (1 - self.alpha_self) / (k - 1) if k > 1 else 0.0)
         row[0] = self.alpha_self if k > 1 else 1.0

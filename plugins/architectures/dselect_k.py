@@ -121,8 +121,9 @@ class DSelectK(Architecture):
             raise ConfigError(f"invalid gamma={gamma!r}: must be a number > 0")
         self.gamma = float(gamma)
 
-    def body(self, encoder: nn.Module, tasks: list[str]) -> DSelectKBody:
-        return DSelectKBody(encoder, tasks, self.input_shape, self.num_experts,
+    def body(self, encoder: nn.Module, tasks: list[str],
+             input_shape: tuple[int, ...] | None) -> DSelectKBody:
+        return DSelectKBody(encoder, tasks, input_shape, self.num_experts,
                             self.num_nonzeros, self.gamma, self.expert_init)
 
 

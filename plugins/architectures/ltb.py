@@ -86,7 +86,8 @@ class LTB(Architecture):
         self.tau0 = float(tau0)
         self.decay = float(decay)
 
-    def body(self, encoder: nn.Module, tasks: list[str]) -> LTBBody:
+    def body(self, encoder: nn.Module, tasks: list[str],
+             input_shape: tuple[int, ...] | None) -> LTBBody:
         return LTBBody(encoder, tasks, self.warmup, self.tau0, self.decay, self.expert_init)
 
 

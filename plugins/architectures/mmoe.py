@@ -68,8 +68,9 @@ class MMoE(Architecture):
         super().__init__(input_shape, expert_init)
         self.num_experts = check_int("num_experts", num_experts, 1)
 
-    def body(self, encoder: nn.Module, tasks: list[str]) -> MMoEBody:
-        return MMoEBody(encoder, tasks, self.input_shape, self.num_experts, self.expert_init)
+    def body(self, encoder: nn.Module, tasks: list[str],
+             input_shape: tuple[int, ...] | None) -> MMoEBody:
+        return MMoEBody(encoder, tasks, input_shape, self.num_experts, self.expert_init)
 
 
 @hookimpl

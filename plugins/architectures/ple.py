@@ -118,8 +118,9 @@ class PLE(Architecture):
         self.num_shared = check_int("num_shared", num_shared, 1)
         self.num_specific = check_int("num_specific", num_specific, 1)
 
-    def body(self, encoder: nn.Module, tasks: list[str]) -> PLEBody:
-        return PLEBody(encoder, tasks, self.input_shape, self.num_shared, self.num_specific,
+    def body(self, encoder: nn.Module, tasks: list[str],
+             input_shape: tuple[int, ...] | None) -> PLEBody:
+        return PLEBody(encoder, tasks, input_shape, self.num_shared, self.num_specific,
                        self.expert_init)
 
 

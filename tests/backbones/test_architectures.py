@@ -216,3 +216,11 @@ def test_resnet_stage_split_follows_torchvision_forward_order():
         for s in stages(encoder):
             y = s(y)
         assert torch.equal(y, encoder(x))
+
+
+def test_input_shape_can_be_given_when_the_transform_is_applied():
+    base = MultiTaskModel(LeNetEncoder(), {t: nn.Linear(50, 10) for t in TASKS})
+    transform = get_plugin_manager().create("transform", "dselect_k")
+    model = transform(base, input_shape=SHAPE)
+    assert model.encoder.z_logits["a"].in_features == 784
+    assert transform.input_shape is None  # the transform object is not changed
