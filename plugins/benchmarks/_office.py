@@ -194,8 +194,11 @@ def scan_domain(folder: Path, num_classes: int, source: str
     return classes, paths, np.asarray(labels, dtype=np.int64)
 
 
-def read_split_list(path: Path, base: Path, num_classes: int) -> tuple[list[Path], np.ndarray]:
-    """A LibMTL ``data_txt`` list: lines ``<path relative to the dataset folder> <label>``."""
+def read_split_list(path: Path, base: Path, num_classes: int, domain: str = "",
+                    folder: Path | None = None) -> tuple[list[Path], np.ndarray]:
+    """A LibMTL ``data_txt`` list: lines ``<path relative to the dataset folder> <label>``.
+    Paths starting with ``domain/`` (LibMTL's name, e.g. ``Real_World``) are read from
+    ``folder`` (the folder found, e.g. the official ``Real World``)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -209,7 +212,8 @@ def read_split_list(path: Path, base: Path, num_classes: int) -> tuple[list[Path
         if not rel or not label.isdigit() or int(label) >= num_classes:
             raise DataError(f"{path}, line {i + 1}: expected '<image path> <label in "
                             f"[0, {num_classes})>', got {line.strip()!r}")
-        image = base / rel
+        head, _, tail = rel.partition("/")
+        image = folder / tail if folder is not None and head == domain and tail else base / rel
         if not image.is_file():
             raise DataError(f"{path}, line {i + 1}: missing image {image}")
         paths.append(image)
@@ -322,7 +326,8 @@ class OfficeBenchmark(Benchmark):
         lay = self.layout
         if self.split_lists is not None:
             return [read_split_list(self.split_lists / f"{lay.libmtl[k]}_{s}.txt", self.base,
-                                    lay.num_classes) for s in ("train", "val", "test")]
+                                    lay.num_classes, lay.libmtl[k], self.domain_folders[k])
+                    for s in ("train", "val", "test")]
         folder = self.domain_folders[k] / lay.images if lay.images else self.domain_folders[k]
         classes, paths, labels = scan_domain(folder, lay.num_classes, lay.source)
         if k == 0:

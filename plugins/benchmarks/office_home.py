@@ -11,7 +11,8 @@ Read from the official archive (``OfficeHomeDataset_10072016.zip``) extracted un
 (``Real_World``, the name LibMTL's lists use, is accepted too). Classes are the 65 class
 folders, sorted by name. Split: within every domain and class, 60% / 20% / 20% drawn with
 ``data_seed``, or LibMTL's own lists with ``split_lists=<folder holding Art_train.txt ...>``
-(``examples/office/data_txt/office-home``; their paths say ``Real_World/``). Batches, model,
+(``examples/office/data_txt/office-home``; their ``Real_World/`` paths are read from the
+official ``Real World`` folder). Batches, model,
 parameters and training defaults: as :mod:`mtlkit_plugins.benchmarks.office_31`.
 """
 

@@ -104,12 +104,23 @@ def test_trains_a_few_steps_with_psn_and_upgrad(office31, architecture):
 
 
 def test_office_home_layout_with_a_space_in_real_world(tmp_path):
-    write_office(tmp_path, "office_home", per_class={"Art": 5, "Clipart": 5, "Product": 5,
-                                                     "Real World": 5})
+    written = write_office(tmp_path, "office_home", per_class={
+        "Art": 5, "Clipart": 5, "Product": 5, "Real World": 5})
     bench = OfficeHome(data_root=str(tmp_path), **SMALL)
     assert [t.name for t in bench.tasks] == ["art", "clipart", "product", "real_world"]
     assert [len(p) for p in bench.splits().test.paths] == [65] * 4
     assert bench.tasks[0].head.num_classes == 65
+    # LibMTL's lists say Real_World/...; the official folder has a space
+    lists = tmp_path / "data_txt"
+    lists.mkdir()
+    for folder, name in (("Art", "Art"), ("Clipart", "Clipart"), ("Product", "Product"),
+                         ("Real World", "Real_World")):
+        for split in ("train", "val", "test"):
+            lines = [f"{name}/{c}/{p.name} {i}" for i, c in enumerate(written[folder])
+                     for p in written[folder][c][:2]]
+            (lists / f"{name}_{split}.txt").write_text("\n".join(lines) + "\n")
+    splits = OfficeHome(data_root=str(tmp_path), split_lists=str(lists), **SMALL).splits()
+    assert splits.val.paths[3][0] == written["Real World"][sorted(written["Real World"])[0]][0]
 
 
 def test_libmtl_split_lists(office31, tmp_path):
