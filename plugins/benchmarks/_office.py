@@ -272,9 +272,11 @@ class OfficeBenchmark(Benchmark):
 
     layout: ClassVar[Layout]
     #: LibMTL's examples/office protocol: Adam, lr 1e-4, weight decay 1e-5, 64 images per
-    #: domain per step, 100 epochs, no schedule
+    #: domain per step (for evaluation too: an item holds one image per domain), 100 epochs,
+    #: no schedule
     defaults: ClassVar[TrainingDefaults] = TrainingDefaults(
-        optimizer="adam", lr=1e-4, batch_size=64, epochs=100, weight_decay=1e-5)
+        optimizer="adam", lr=1e-4, batch_size=64, epochs=100, weight_decay=1e-5,
+        eval_batch_size=64)
     fractions: ClassVar[tuple[float, float, float]] = (0.6, 0.2, 0.2)
 
     def __init__(self, data_root: str | None = None, seed: int = 0, data_seed: int = 0,
