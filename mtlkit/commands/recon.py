@@ -80,7 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="single-task baselines come from `mtlkit train --stl`; pass them with "
                         "--baselines")
     p.add_argument("--resume", action="store_true",
-                   help="accepted for symmetry with train: recon always resumes")
+                   help="accepted for symmetry with train: recon always resumes a folder "
+                        "holding a recon run with the same inputs")
     g = p.add_argument_group("recon")
     g.add_argument("--threshold", type=float, metavar="S",
                    help="S-conflict threshold in [-1, 1] (count cos < S; default: the paper's "
@@ -496,13 +497,25 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, A
 # -- the command ----------------------------------------------------------------------------
 
 
+#: what ``mtlkit recon`` writes into its folder (``--overwrite`` removes exactly these)
+OUTPUTS = ("recon_plan.json", "conflict_scores.json", "selection.json", "score", "baseline",
+           "recon.json", *train_cmd.OUTPUTS)
+
+
 def run(args: argparse.Namespace) -> int:
     values = config_values(args)
     config = make_config(values, source=args.config or "command line")
     options = options_from_args(args, config.benchmark)
     out = Path(args.out) if args.out else Path("runs") / f"recon_{default_out(values).name}"
     progress = False if args.quiet else None
-    results = Recon(config, options, out, progress=progress).run()
+    from mtlkit.rundir import open_run_dir
+
+    # a folder holding a recon run resumes it (Recon.check_plan refuses other inputs); any
+    # other non-empty folder is refused unless --overwrite
+    resume = (out / "recon_plan.json").is_file()
+    with open_run_dir(out, outputs=OUTPUTS, resume=resume and not args.overwrite,
+                      overwrite=args.overwrite, command="recon"):
+        results = Recon(config, options, out, progress=progress).run()
     if not args.quiet:
         print_summary(results, out)
         print_recon(results["recon"], out)

@@ -16,8 +16,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="ADDR",
                    help="attach to this Ray cluster (default: $RAY_ADDRESS, else an embedded "
                         "local Ray on all local CPUs)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted search in DIR (finished trials are kept)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue an interrupted search in DIR (finished trials are kept)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="delete an earlier search's outputs in DIR and start over (a "
+                            "non-empty DIR is refused otherwise)")
     p.add_argument("--quick", action="store_true",
                    help="apply the spec's [search.quick] overrides (a tiny version)")
     p.add_argument("--dry-run", action="store_true",
@@ -34,20 +38,43 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_plan(spec, out)
         return 0
+    from mtlkit.rundir import open_run_dir
     from mtlkit.search.report import write_reports
     from mtlkit.search.runner import run_search
 
-    results = run_search(spec, out, address=args.address, resume=args.resume,
-                         verbose=not args.quiet)
-    written = write_reports(results, spec, out)
+    with open_run_dir(out, outputs=OUTPUTS, resume=args.resume, overwrite=args.overwrite,
+                      command="search"):
+        results = run_search(spec, out, address=args.address, resume=args.resume,
+                             verbose=not args.quiet)
+        written = write_reports(results, spec, out)
     failed = [r for r in written["rows"] if r["status"] == "error"]
     if not args.quiet:
         print(written["markdown"])
+        note = quick_delta_m_note(spec, written["rows"])
+        if note:
+            print(note)
         for path in written["plots"]:
             print(f"plot: {path}")
         print(f"summary: {out / 'summary.csv'} ({len(written['rows'])} trials"
               + (f", {len(failed)} failed" if failed else "") + ")")
     return 1 if failed else 0
+
+
+#: what ``mtlkit search`` writes into its folder (``--overwrite`` removes exactly these)
+OUTPUTS = ("search.json", "tune", "tune-state", "stl", "trials", "summary.csv", "summary.md",
+           "*.png")
+
+
+def quick_delta_m_note(spec, rows: list[dict]) -> str | None:
+    """``--quick`` shortens training, but without ``stl = true`` Δm compares against
+    baselines trained for the full budget (the benchmark's, or a ``baselines`` file): say so."""
+    if not spec.quick or spec.stl:
+        return None
+    if not any(str(r.get("delta_m", "")).strip() not in ("", "None", "nan") for r in rows):
+        return None
+    return ("note: --quick trains for a shorter budget than the single-task baselines this "
+            "delta_m is computed against, so it is not comparable to a full search's; set "
+            "stl = true in [search] to train baselines with the same budget")
 
 
 def print_plan(spec, out: Path) -> None:

@@ -352,7 +352,12 @@ def run_search(spec: SearchSpec, out: str | Path, *, address: str | None = None,
     check_out(spec, out, resume)
     import ray
 
+    from mtlkit.search.cleanup import ProcessTracker
+
+    tracker = ProcessTracker()
     owns = connect(address)
+    if owns:
+        tracker.record()
     try:
         check_capacity(spec)
         if resume:
@@ -369,4 +374,9 @@ def run_search(spec: SearchSpec, out: str | Path, *, address: str | None = None,
         return tuner.fit()
     finally:
         if owns:
-            ray.shutdown()
+            # no Ray process outlives the search, however it ends (see mtlkit.search.cleanup)
+            tracker.record()
+            try:
+                ray.shutdown()
+            finally:
+                tracker.end_leftovers()
