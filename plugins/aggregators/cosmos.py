@@ -36,9 +36,10 @@ TorchJD 0.18's ``COSMOS`` scalarizer takes ``lambda_`` without a default and a f
 preference; LibMTL has no COSMOS. The official code's ``cosine_similarity`` clamps each norm at
 ``1e-8``; here a zero loss vector is an error instead.
 
-Properties: weighted, linear under scaling (weights from losses only), permutation invariant
-with the default fixed uniform preference. Not non-conflicting. Stateful only through its own
-generator (used when ``alpha`` is set and the trainer passes none; :meth:`reset` reseeds it).
+Properties: weighted, positively homogeneous and linear under row scaling of J (losses fixed)
+(weights from losses only), permutation invariant with the default fixed uniform preference.
+Not non-conflicting. Stateful only through its own generator (used when ``alpha`` is set and
+the trainer passes none; :meth:`reset` reseeds it).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class COSMOS(LossWeighting):
     _generator: torch.Generator = attrs.field(init=False, repr=False)
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"weighted", "linear_under_scaling", "permutation_invariant"})
+        {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
     stateful: ClassVar[bool] = True  # with alpha, its own generator advances between calls
 
     def __attrs_post_init__(self) -> None:

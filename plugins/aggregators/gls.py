@@ -25,8 +25,9 @@ and then back-propagates an infinite/NaN gradient); LibMTL ``GLS`` back-propagat
 ``(Π L_k)^{1/K}`` (same gradient as here; the ``batch_weight`` it returns for logging,
 ``L_k / (K Π L)``, is not that gradient).
 
-Properties: weighted, linear under scaling (the weights depend on the losses only),
-permutation invariant (a symmetric function of the losses). Stateless.
+Properties: weighted, positively homogeneous and linear under row scaling of J (losses fixed)
+(the weights depend on the losses only), permutation invariant (a symmetric function of the
+losses). Stateless.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class GLS(LossWeighting):
     """Geometric mean of the task losses: ``w_k = (Π L)^{1/K} / (K L_k)``."""
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"weighted", "linear_under_scaling", "permutation_invariant"})
+        {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
 
     def loss_weights(self, losses: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         L = losses_vector(losses, None, "gls")

@@ -25,8 +25,9 @@ The paper's full method (IMTL) applies IMTL-G's gradient balance to the shared p
 top of the scaled losses; that is ``imtl_g`` here, and this module is the loss half on its own
 (as TorchJD's ``IMTLL`` scalarizer). LibMTL's ``IMTL`` applies the scales and IMTL-G together.
 
-Properties: weighted, linear under scaling, permutation invariant (equal initial ``s``).
-Stateful (the ``s_k``; :meth:`reset` re-initialises them).
+Properties: weighted, positively homogeneous and linear under row scaling of J (losses fixed),
+permutation invariant (equal initial ``s``). Stateful (the ``s_k``; :meth:`reset`
+re-initialises them).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class IMTLL(LossWeighting):
     log_scales: torch.Tensor | None = attrs.field(init=False, default=None, repr=False)
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"weighted", "linear_under_scaling", "permutation_invariant"})
+        {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
     stateful: ClassVar[bool] = True
 
     def __attrs_post_init__(self) -> None:

@@ -30,8 +30,9 @@ requires ``theta`` and the preference (no defaults); LibMTL has no PBI. The pape
 preference per sub-problem; a preference per training run (or per search trial) is the
 multi-task use here.
 
-Properties: weighted, linear under scaling (weights from losses only), permutation invariant
-with the default uniform preference and zero reference. Not non-conflicting. Stateless.
+Properties: weighted, positively homogeneous and linear under row scaling of J (losses fixed)
+(weights from losses only), permutation invariant with the default uniform preference and zero
+reference. Not non-conflicting. Stateless.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class PBI(LossWeighting):
     reference: tuple[float, ...] | None = attrs.field(default=None, converter=as_reference)
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"weighted", "linear_under_scaling", "permutation_invariant"})
+        {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
 
     def __attrs_post_init__(self) -> None:
         check_range("theta", self.theta, 0.0, 1e6)

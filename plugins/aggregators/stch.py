@@ -33,9 +33,10 @@ Defaults: ``mu = 1.0`` and ``warmup_epochs = 4`` are LibMTL's (``--STCH_mu``,
 TorchJD 0.18's ``STCH`` scalarizer has the paper form only and no default ``μ``; its weights sum
 to at most ``max λ`` (``1/K`` when uniform), LibMTL's to ``K`` (its ``× K``).
 
-Properties: weighted, linear under scaling (weights from losses only), permutation invariant
-with the default uniform preference and zero reference. ``variant="paper"`` is stateless;
-``variant="mtl"`` keeps the warm-up loss sums and the nadir (:meth:`reset` forgets them).
+Properties: weighted, positively homogeneous and linear under row scaling of J (losses fixed)
+(weights from losses only), permutation invariant with the default uniform preference and zero
+reference. ``variant="paper"`` is stateless; ``variant="mtl"`` keeps the warm-up loss sums and
+the nadir (:meth:`reset` forgets them).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class STCH(LossWeighting):
     _nadir: torch.Tensor | None = attrs.field(init=False, default=None, repr=False)
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"weighted", "linear_under_scaling", "permutation_invariant"})
+        {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
     stateful: ClassVar[bool] = True
 
     def __attrs_post_init__(self) -> None:

@@ -27,9 +27,10 @@ No peer library ships UW-O or UW-SO (TorchJD 0.18, LibMTL).
 Needs positive losses (``1/L_k``): a loss ``<= 0`` raises
 :class:`~mtlkit.errors.GradientError` naming the losses.
 
-Properties: weighted, linear under scaling (weights from losses only), permutation invariant
-(a symmetric function of the losses). Stateless: the analytical weights replace UW's learnt
-``σ_k``, so there is nothing to carry between steps.
+Properties: weighted, positively homogeneous and linear under row scaling of J (losses fixed)
+(weights from losses only), permutation invariant (a symmetric function of the losses).
+Stateless: the analytical weights replace UW's learnt ``σ_k``, so there is nothing to carry
+between steps.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class UWSO(LossWeighting):
     temperature: float | None = 1.0
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"weighted", "linear_under_scaling", "permutation_invariant"})
+        {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
 
     def __attrs_post_init__(self) -> None:
         if self.temperature is not None:
