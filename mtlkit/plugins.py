@@ -128,7 +128,15 @@ class PluginManager:
     def _load_from_entry_points(self) -> None:
         blocked = _env_names(BLOCK_ENV) or set()
         allowed = _env_names(ALLOW_ENV)
-        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        eps = list(md.entry_points(group=ENTRY_POINT_GROUP))
+        if allowed is not None:
+            known = {ep.name for ep in eps} | {ep.dist.name for ep in eps if ep.dist is not None}
+            unknown = sorted(allowed - known)
+            if unknown:  # a typo here would otherwise silently load nothing
+                raise PluginError(
+                    f"invalid {ALLOW_ENV}={os.environ.get(ALLOW_ENV)!r}: no installed plugin or "
+                    f"distribution named {unknown[0]!r}; installed: {', '.join(sorted(known))}")
+        for ep in eps:
             dist = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
             keys = {ep.name, dist} - {None}
