@@ -142,7 +142,7 @@ def test_nonfinite_update_raises_and_names_step(extra_plugins):
 
 def test_nonfinite_skip_policy_leaves_parameters_untouched(extra_plugins):
     cfg = config(aggregator="nan_after", aggregator_params={"after": 0}, max_steps=3,
-                 nonfinite="skip")
+                 nonfinite="skip", max_skipped_fraction=1.0)
     trainer = Trainer(cfg, None, progress=False)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     results = trainer.fit()
