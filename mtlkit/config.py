@@ -86,6 +86,14 @@ def _fraction(field: str):
     return check
 
 
+def _task_list(_inst: Any, _attr: Any, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list) or not value or \
+            not all(isinstance(t, str) and t for t in value):
+        raise invalid_value("tasks", value, "must be a non-empty list of task names")
+
+
 _DICT_FIELD: Any = {"factory": dict, "converter": dict}
 
 
@@ -106,7 +114,7 @@ class TrainConfig:
     probes: list[str] = attrs.field(factory=lambda: ["cosine"], converter=list)
     probe_params: dict[str, dict[str, Any]] = attrs.field(**_DICT_FIELD)
     probe_every: int = attrs.field(default=1, validator=_positive_int("probe_every"))
-    tasks: list[str] | None = None
+    tasks: list[str] | None = attrs.field(default=None, validator=_task_list)
     epochs: int | None = attrs.field(default=None, validator=_positive_int("epochs"))
     max_steps: int | None = attrs.field(default=None, validator=_positive_int("max_steps"))
     batch_size: int | None = attrs.field(default=None, validator=_positive_int("batch_size"))

@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     values = config_values(args)
     config = make_config(values, source=args.config or "command line")
+    config.load_baselines()  # a missing or malformed file fails now, not after training
     out = Path(args.out) if args.out else default_out(values)
     progress = False if args.quiet else None
     with open_run_dir(out, outputs=OUTPUTS, resume=args.resume, overwrite=args.overwrite):
