@@ -102,24 +102,24 @@ def position_checkpoint(tmp_path, epoch):
 
 
 def test_a_trial_continues_from_its_own_checkpoint_even_ahead_of_tunes_record(tmp_path):
-    from mtlkit.results import save_checkpoint
+    from mtlkit.results import CHECKPOINT_FORMAT, save_checkpoint
     from mtlkit.search.runner import trial_state
 
     own = tmp_path / "checkpoint.pt"
     assert trial_state(None, own, "t0") is None                # fresh start
-    save_checkpoint(own, {"epoch": 3, "step": 30})
+    save_checkpoint(own, {"format": CHECKPOINT_FORMAT, "epoch": 3, "step": 30})
     assert trial_state(None, own, "t0")["epoch"] == 3          # stale Tune state: no record
     assert trial_state(position_checkpoint(tmp_path, 2), own, "t0")["epoch"] == 3
 
 
 def test_a_checkpoint_behind_tunes_record_means_an_unshared_folder(tmp_path):
-    from mtlkit.results import save_checkpoint
+    from mtlkit.results import CHECKPOINT_FORMAT, save_checkpoint
     from mtlkit.search.runner import trial_state
 
     own = tmp_path / "checkpoint.pt"
     with pytest.raises(RuntimeError, match=r"reported epoch 2 but its checkpoint .* does not "
                                            r"exist.*filesystem every Ray node shares"):
         trial_state(position_checkpoint(tmp_path, 2), own, "t0")
-    save_checkpoint(own, {"epoch": 1, "step": 10})
+    save_checkpoint(own, {"format": CHECKPOINT_FORMAT, "epoch": 1, "step": 10})
     with pytest.raises(RuntimeError, match="holds epoch 1"):
         trial_state(position_checkpoint(tmp_path, 4), own, "t0")
