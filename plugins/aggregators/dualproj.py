@@ -15,14 +15,16 @@ Prop. 1 of Quinton & Rey (GEM's dual) the projection is ``d = J^T w`` with
 
 a K-dimensional QP on the Gramian, so DualProj is a
 :class:`~mtlkit.aggregation.GramianWeighting`. It is solved exactly with quadprog on the
-normalised Gramian with the tiny ridge ``1e-10`` that UPGrad uses (shared helper
-``project_dual_cone``). When ``G u >= 0`` the mean is already in the cone and ``w = u`` exactly.
+normalised Gramian with the tiny ridge ``1e-10`` that UPGrad uses (``1e-6`` for a float32
+Gramian, at its precision; shared helper
+``project_dual_cone``); rows of zero gradients are left out of the QP (their constraint always
+holds). When ``G u >= 0`` the mean is already in the cone and ``w = u`` exactly.
 Where UPGrad averages the projections of the K gradients, DualProj projects their average once:
 one QP instead of K.
 
 Differences with TorchJD: TorchJD normalises the Gramian with ``norm_eps = 1e-4`` and adds
 ``reg_eps = 1e-4`` to its diagonal, which moves the answer by ~1e-4 relative; here the ridge is
-1e-10 (the exact projection to ~1e-5 relative, see the tests). TorchJD's ``pref_vector`` (other
+1e-10 in float64 (the exact projection to ~1e-5 relative, see the tests). TorchJD's ``pref_vector`` (other
 weights ``u`` than the mean) is not offered: with it the method is no longer permutation
 invariant. LibMTL has no DualProj.
 
@@ -38,6 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from mtlkit_plugins.aggregators._solvers import (
+    RIDGE,
     as_normalized_numpy,
     bounded_threads,
     project_dual_cone,
@@ -61,12 +64,22 @@ class DualProj(GramianWeighting):
 
     @bounded_threads
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
-        A, _ = as_normalized_numpy(G)
-        K = A.shape[0]
-        u = np.full(K, 1.0 / K)
+        K = G.shape[0]
+        w = np.full(K, 1.0 / K)
+        # A zero gradient's constraint (0 >= 0) always holds: leave its row out. Kept, the PSD
+        # repair would give it ~1e-17 noise, and the QP would pile weight ~1e15 on it to
+        # "satisfy" a noise-sized violation, distorting every other weight.
+        live = (torch.diagonal(G) > 0).cpu().numpy()
+        A, _ = as_normalized_numpy(G[live][:, live] if not live.all() else G)
+        u = w[live]
         if bool((A @ u >= 0).all()):  # the mean is in the cone: it is its own projection
-            return to_weights(u)
-        return to_weights(project_dual_cone(A, u))
+            return to_weights(w)
+        # Ridge at the Gramian's precision: float32 round-off (~1e-7 relative) would otherwise
+        # let near-null directions of G (opposite collinear gradients) take weights ~1e6 whose
+        # cancellation in w^T J amplifies that round-off; float64 keeps UPGrad's 1e-10.
+        ridge = RIDGE if G.dtype == torch.float64 else 1e-6
+        w[live] = project_dual_cone(A, u, A + ridge * np.eye(A.shape[0]))
+        return to_weights(w)
 
 
 @hookimpl
