@@ -24,9 +24,9 @@ one QP instead of K.
 
 Differences with TorchJD: TorchJD normalises the Gramian with ``norm_eps = 1e-4`` and adds
 ``reg_eps = 1e-4`` to its diagonal, which moves the answer by ~1e-4 relative; here the ridge is
-1e-10 in float64 (the exact projection to ~1e-5 relative, see the tests). TorchJD's ``pref_vector`` (other
-weights ``u`` than the mean) is not offered: with it the method is no longer permutation
-invariant. LibMTL has no DualProj.
+1e-10 in float64 (the exact projection to ~1e-5 relative, see the tests). TorchJD's
+``pref_vector`` (other weights ``u`` than the mean) is not offered: with it the method is no
+longer permutation invariant. LibMTL has no DualProj.
 
 Properties: non-conflicting (``d`` is in ``C``), permutation invariant, positively homogeneous,
 weighted, and equal to the mean when no pair conflicts (then ``G u >= 0``). Not linear under
