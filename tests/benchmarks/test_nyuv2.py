@@ -51,7 +51,7 @@ def test_cli_missing_data_is_one_line_exit_2(tmp_path, capsys):
     rc = main(["train", "--benchmark", "nyuv2", "--data-root", str(tmp_path), "--max-steps",
                "1", "--quiet", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert rc == 2
+    assert rc == 3  # bad data: mtlkit.errors.EXIT_CODES
     assert len(err.splitlines()) == 1
     assert str(tmp_path / "train") in err and "dropbox" in err
 
