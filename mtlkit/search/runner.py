@@ -355,10 +355,12 @@ def run_search(spec: SearchSpec, out: str | Path, *, address: str | None = None,
     from mtlkit.search.cleanup import ProcessTracker
 
     tracker = ProcessTracker()
-    owns = connect(address)
-    if owns:
-        tracker.record()
+    # a Ctrl-C while ray.init starts the local instance must still shut it down: the whole
+    # start-up is inside the try
+    owns = not ray.is_initialized()
     try:
+        owns = connect(address)
+        tracker.record()
         check_capacity(spec)
         if resume:
             note = restore_snapshot(out / EXPERIMENT)

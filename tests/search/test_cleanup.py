@@ -17,10 +17,12 @@ pytestmark = pytest.mark.ray
 SPEC = '[search]\nname = "c"\n[grid]\nseed = [0, 1]\n'
 
 
-def _run_watched(args, *, interrupt_when=None, timeout: float = 240):
+def _run_watched(args, *, interrupt_when=None, on_start=None, timeout: float = 240):
     """Run the command, polling its process tree; returns (returncode, output, seen)."""
     proc = subprocess.Popen(mtlkit_command(*args), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    if on_start is not None:
+        on_start(proc.pid)
     seen: dict[int, int] = {}
     start = time.monotonic()
     sent = False
@@ -65,10 +67,22 @@ def test_search_and_resumed_search_leave_no_ray_process(tmp_path, ray_tmpdir):
     assert seen and _left(seen) == [], text
 
 
-def test_interrupted_search_leaves_no_ray_process(tmp_path, ray_tmpdir):
+@pytest.mark.parametrize("when", ["starting", "training"])
+def test_interrupted_search_leaves_no_ray_process(when, tmp_path, ray_tmpdir):
+    """Ctrl-C while Ray starts (inside ray.init) or while trials train."""
     spec = write_spec(tmp_path, SPEC, epochs=4, n_train=512)
     out = tmp_path / "out"
+    seen_now: dict[int, int] = {}
+
+    def due() -> bool:
+        if when == "training":
+            return any(out.glob("trials/*/attempts.jsonl"))
+        if proc_pid:
+            seen_now.update(descendants(proc_pid[0]))
+        return len(seen_now) >= 2
+
+    proc_pid: list[int] = []
     code, text, seen = _run_watched(("search", str(spec), "--out", str(out), "--quiet"),
-                                    interrupt_when=lambda: any(out.glob("trials/*/attempts.jsonl")))
+                                    interrupt_when=due, on_start=proc_pid.append)
     assert seen and _left(seen) == [], text
     assert code != 0 or (out / "summary.csv").is_file(), text
