@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -48,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
                              verbose=not args.quiet)
         written = write_reports(results, spec, out)
     failed = [r for r in written["rows"] if r["status"] == "error"]
+    # Tune handles Ctrl-C itself (it saves its state and returns): trials left unfinished
+    # without an early-stopping scheduler mean the search was interrupted
+    unfinished = [r for r in written["rows"] if r["status"] == "not_started"
+                  or (r["status"] == "stopped_early" and spec.scheduler == "fifo")]
     if not args.quiet:
         print(written["markdown"])
         note = quick_delta_m_note(spec, written["rows"])
@@ -57,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"plot: {path}")
         print(f"summary: {out / 'summary.csv'} ({len(written['rows'])} trials"
               + (f", {len(failed)} failed" if failed else "") + ")")
+    if unfinished:
+        print(f"mtlkit: interrupted: {len(unfinished)} of {len(written['rows'])} trials "
+              f"unfinished; continue with --resume --out {out}", file=sys.stderr)
+        return 130
     return 1 if failed else 0
 
 

@@ -85,4 +85,5 @@ def test_interrupted_search_leaves_no_ray_process(when, tmp_path, ray_tmpdir):
     code, text, seen = _run_watched(("search", str(spec), "--out", str(out), "--quiet"),
                                     interrupt_when=due, on_start=proc_pid.append)
     assert seen and _left(seen) == [], text
-    assert code != 0 or (out / "summary.csv").is_file(), text
+    assert code == 130, text
+    assert text.strip().splitlines()[-1].startswith("mtlkit: interrupted"), text
