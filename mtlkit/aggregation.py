@@ -7,7 +7,10 @@ validates input once, so every method shares the same guarantees:
 * NaN or Inf in ``J`` raises :class:`~mtlkit.errors.GradientError` naming the task rows
   (the trainer may instead skip the step when configured to; never a silent NaN update);
 * an all-zero ``J`` gives a zero update; ``K = 1`` gives that task's gradient;
-* shapes and dtypes are checked; the result has ``J``'s dtype and device.
+* shapes and dtypes are checked; the result has ``J``'s dtype and device;
+* the result is detached: it carries no autograd graph even when ``J`` requires grad (an
+  update direction is data for ``.grad``, not a function to differentiate; keeping the graph
+  would hold every intermediate of the solve alive until the next step).
 
 What an aggregator needs is declared in :attr:`Aggregator.requires`:
 
@@ -31,7 +34,12 @@ Properties an aggregator claims (checked by :mod:`mtlkit.testing`):
 
 ``non_conflicting``        ``J d >= -tol``: no task's loss increases to first order;
 ``permutation_invariant``  permuting the rows of ``J`` does not change ``d``;
-``linear_under_scaling``   ``agg(a J) = a agg(J)`` for every scalar ``a > 0``;
+``positively_homogeneous`` ``agg(a J) = a agg(J)`` for every scalar ``a > 0`` (scaling all the
+                           losses by one factor scales the update by it);
+``linear_under_scaling``   row-wise: ``c -> agg(diag(c) J)`` is linear on ``c > 0``, i.e.
+                           ``agg(diag(α c1 + β c2) J) = α agg(diag(c1) J) + β agg(diag(c2) J)``
+                           for positive ``c1, c2`` and ``α, β > 0`` (Quinton & Rey 2024, as in
+                           TorchJD); it implies ``positively_homogeneous``, not the converse;
 ``weighted``               ``d`` lies in the row span of ``J`` (``d = w^T J``);
 ``conflict_only``          equals the mean when no pair of rows conflicts.
 """
@@ -47,8 +55,8 @@ from mtlkit.errors import ConfigError, GradientError
 from mtlkit.statedict import export_state, import_state
 
 PROPERTIES = frozenset(
-    {"non_conflicting", "permutation_invariant", "linear_under_scaling", "weighted",
-     "conflict_only"}
+    {"non_conflicting", "permutation_invariant", "positively_homogeneous",
+     "linear_under_scaling", "weighted", "conflict_only"}
 )
 REQUIREMENTS = frozenset({"jacobian", "gramian", "losses"})
 
@@ -76,12 +84,15 @@ class Aggregator:
     #: the optimizer step (FAMO). The engine computes them only when the caller can (the Trainer
     #: does; an own loop passes ``losses_after=`` to :meth:`mtlkit.MTLBackward.backward`).
     needs_losses_after: ClassVar[bool] = False
+    #: context keys beyond ``J`` that :meth:`aggregate` reads (e.g. ``{"losses", "layout"}``);
+    #: documentation for users and a check for callers that build the context themselves
+    context_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __call__(self, J: torch.Tensor, **context: Any) -> torch.Tensor:
         norms = check_jacobian(J, context.get("task_names"))
         K = J.shape[0]
         if K == 1:
-            return J[0].clone()
+            return J[0].detach().clone()
         # A zero norm can also be an underflow (|x| < 1e-19 squares to 0 in float32), so an
         # all-zero verdict is confirmed exactly; the extra pass runs only in that rare case.
         if bool((norms == 0).all()) and not bool(J.any()):
@@ -91,7 +102,7 @@ class Aggregator:
             raise RuntimeError(
                 f"{type(self).__name__} returned shape {tuple(d.shape)}, expected ({J.shape[1]},)"
             )
-        return d.to(J.dtype)
+        return d.detach().to(J.dtype)
 
     def aggregate(self, J: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         """Compute the update direction for a validated ``[K, n]`` matrix with ``K >= 2``."""

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from mtlkit.aggregation import Aggregator
+from mtlkit.engine.distributed import Reducer
 from mtlkit.engine.paths import PATH_CLASSES, choose_path, uses_gramian_weights
 from mtlkit.engine.resolve import (
     discover_task_params,
@@ -105,6 +106,11 @@ class MTLBackward:
         ``scaler.step(optimizer)``; an inf/NaN step is left to the scaler, which skips it.
     :param seed: seeds the generator randomised methods and mask strategies use.
     :param total_steps: the run's length, so probes can tell the last half of training.
+    :param process_group: a ``torch.distributed`` group of data-parallel workers (e.g.
+        ``torch.distributed.group.WORLD``): losses, the Jacobian and task gradients are
+        averaged before aggregation, so every worker applies the update one process would
+        compute on the global batch (:mod:`mtlkit.engine.distributed`). Do not also wrap the
+        model in DDP.
     """
 
     def __init__(
@@ -127,6 +133,7 @@ class MTLBackward:
         scaler: Any = None,
         seed: int = 0,
         total_steps: int | None = None,
+        process_group: Any = None,
         plugins: PluginManager | None = None,
     ) -> None:
         for field, value, allowed in (("nonfinite", nonfinite, NONFINITE),
@@ -146,8 +153,14 @@ class MTLBackward:
         self.probe_every, self.accumulation_steps = probe_every, accumulation_steps
         self.scaler, self.total_steps = scaler, total_steps
         self.gramian_weights = uses_gramian_weights(self.aggregator)
+        self.reducer = Reducer(process_group)
         path = choose_path(self.aggregator, "loop" if jacobian == "representation" else jacobian,
                            features or jacobian == "representation")
+        if self.reducer.active and path == "representation":
+            raise ConfigError("process_group cannot run the representation path (each worker's "
+                              "features are its own shard's rows); use loop or batched")
+        if self.reducer.active and path == "gramian":
+            path = "loop"  # the averaged Jacobian is formed once, then aggregated
         if path == "representation" and accumulation_steps > 1:
             raise ConfigError("accumulation_steps > 1 cannot run the representation path "
                               "(each micro-batch has its own features); use loop or batched")
@@ -260,7 +273,8 @@ class MTLBackward:
             self.epoch = epoch
         if self._path is None:
             self._first_call(stacked, names, parts, features)
-        values = stacked.detach().tolist()  # one host sync serves the check and the report
+        global_losses = self.reducer.mean_(stacked.detach().clone())
+        values = global_losses.tolist()  # one host sync serves the check and the report
         reported = dict(zip(names, values))
         if not all(math.isfinite(v) for v in values):
             bad = [t for t, v in zip(names, values) if not math.isfinite(v)]
@@ -276,7 +290,7 @@ class MTLBackward:
                 self._micro == 0:
             self.set_mask(self.select_mask(self._magnitudes(stacked), step=self.step))
         context: dict[str, Any] = {
-            "losses": stacked.detach(), "step": self.step, "epoch": self.epoch,
+            "losses": global_losses, "step": self.step, "epoch": self.epoch,
             "task_names": self.task_names, "generator": self.generator,
             "layout": self.engine.layout}
         self._progress = progress if progress is not None else (
@@ -360,7 +374,7 @@ class MTLBackward:
         if self.aggregator.needs_losses_after and losses_after is not None:
             with torch.no_grad():
                 after = stack_losses(losses_after(), self.task_names, need_grad=False)[0]
-            context["losses_after"] = after.detach()
+            context["losses_after"] = self.reducer.mean_(after.detach().clone())
         self.aggregator.after_step(context)
 
     def close(self) -> None:
@@ -406,6 +420,18 @@ class MTLBackward:
         if self._micro + 1 < self.accumulation_steps:
             return None, True
         return self._acc, True
+
+    def reduced(self, J: torch.Tensor) -> torch.Tensor:
+        """``J`` averaged over the process group (the global batch's Jacobian)."""
+        return self.reducer.mean_(J)
+
+    def reduced_full(self, full_grads: Any) -> Any:
+        if full_grads is not None:
+            self.reducer.mean_nested_(full_grads)
+        return full_grads
+
+    def all_params(self) -> list[torch.Tensor]:
+        return [p for _, p in self.shared] + [p for ps in self.task_params or [] for p in ps]
 
     def grads_finite(self) -> bool:
         params = [p for _, p in self.shared] + [p for ps in self.task_params or [] for p in ps]

@@ -107,7 +107,7 @@ class LossPath(Path):
         eng = self.eng
         if due:  # probes still need the per-task gradients
             result = eng.engine.compute(losses, [], full=True, retain_graph=True)
-            eng.observe(due, result.J, result.full_grads, context)
+            eng.observe(due, eng.reduced(result.J), eng.reduced_full(result.full_grads), context)
         if not isinstance(losses, torch.Tensor):
             losses = torch.stack(losses)
         weights = eng.aggregator.loss_weights(context["losses"], context).detach()
@@ -120,6 +120,7 @@ class LossPath(Path):
         # the graph is kept (no extra time) so that a non-finite gradient can be traced back
         # to the tasks that caused it
         (weights * losses).sum().backward(retain_graph=True)
+        eng.reducer.mean_grads_(eng.all_params())
         if not eng.grads_finite():
             self._name_nonfinite_tasks(losses)
         eng.mask_shared_grads()
@@ -159,13 +160,16 @@ class JacobianPath(Path):
         eng = self.eng
         result = eng.engine.compute(losses, eng.task_params, full=bool(due))
         J, merged = eng.accumulate(eng.unscaled(result.J))
+        if J is not None:
+            J = eng.reduced(J)
+            eng.reducer.mean_grads_(p for ps in eng.task_params for p in ps)
         if J is None:  # a micro-batch of gradient accumulation: nothing to apply yet
             return None
         gramian_weights = eng.gramian_weights
         if gramian_weights or eng.aggregator.requires == "gramian":
             context["gramian"] = gramian_matrix(J)
         if due:
-            full = None if merged else result.full_grads
+            full = None if merged else eng.reduced_full(result.full_grads)
             eng.observe(due, J, full, context)
         if gramian_weights:
             # d = w^T J with w from G alone: one mm, one mv, O(K) checks, no pass over J
@@ -236,12 +240,14 @@ class FullPointPath(Path):
     def run(self, losses, context, due, features):
         eng = self.eng
         result = eng.engine.compute(losses, eng.task_params, full=True)
-        J = eng.unscaled(result.J)
-        J_full = eng.full_jacobian(result.full_grads, J)
+        J = eng.reduced(eng.unscaled(result.J))
+        eng.reducer.mean_grads_(p for ps in eng.task_params for p in ps)
+        full_grads = eng.reduced_full(result.full_grads)
+        J_full = eng.full_jacobian(full_grads, J)
         if eng.aggregator.requires == "gramian":
             context["gramian"] = gramian_matrix(J_full)
         if due:  # probes observe the trainable J; the full Gramian is not its Gramian
-            eng.observe(due, J, result.full_grads, {})
+            eng.observe(due, J, full_grads, {})
         d = self.aggregate(J_full, context)
         d = d.index_select(0, eng.trainable_index(d.device))
         eng.engine.scatter(d * eng.scale if eng.scale != 1.0 else d)
