@@ -41,7 +41,7 @@ from mtlkit.plugins import PluginManager, get_plugin_manager
 BATCH = 256
 #: name of the engine's own reference method (not a registered plugin)
 REFERENCE = "ref_gramian_mean"
-PARTS = ("latency", "steps", "density")
+PARTS = ("latency", "steps", "density", "memory")
 
 
 class _GramianMean(GramianWeighting):
@@ -169,9 +169,21 @@ def random_neuron_mask(params: dict[str, nn.Parameter], density: float,
 # -- floors -----------------------------------------------------------------------------------
 
 
+def task_losses(trainer, outputs, y) -> list[torch.Tensor]:
+    """The K losses as separate scalars: task k's backward then reaches head k only."""
+    return [task.head.loss(outputs[task.name], y[task.name]) for task in trainer.tasks]
+
+
 def floor_steps(trainer) -> dict[str, Callable[[], None]]:
-    """The two reference steps, on the trainer's own model, batch and optimizer."""
-    x, y = next(iter(trainer._train_batches(torch.Generator().manual_seed(0))))
+    """The reference steps, on the trainer's own model, batch and optimizer.
+
+    ``k_backward`` is the honest K-backward floor: K ``torch.autograd.grad`` calls, each on one
+    task's own loss w.r.t. the shared parameters and that task's head. ``k_backward_stacked``
+    does the same on ``torch.stack(losses)[k]`` (what the trainer's ``loop`` path does): autograd
+    does not prune zero gradients, so each call also back-propagates zeros through the other
+    K - 1 heads, a cost that grows as K^2 times a head's backward.
+    """
+    x, y = _batch(trainer)
     model, opt = trainer.model, trainer.optimizer
     shared = [p for _, p in trainer.shared]
 
@@ -180,10 +192,8 @@ def floor_steps(trainer) -> dict[str, Callable[[], None]]:
         trainer._losses(model(x), y).sum().backward()
         opt.step()
 
-    def k_backward() -> None:
-        opt.zero_grad(set_to_none=True)
-        losses = trainer._losses(model(x), y)
-        K = losses.shape[0]
+    def k_calls(losses) -> None:
+        K = len(losses)
         for k in range(K):
             own = trainer.task_params[k]
             grads = torch.autograd.grad(losses[k], [*shared, *own], retain_graph=k < K - 1)
@@ -194,7 +204,93 @@ def floor_steps(trainer) -> dict[str, Callable[[], None]]:
             p.grad = g
         opt.step()
 
-    return {"one_backward": one_backward, "k_backward": k_backward}
+    def k_backward() -> None:
+        opt.zero_grad(set_to_none=True)
+        k_calls(task_losses(trainer, model(x), y))
+
+    def k_backward_stacked() -> None:
+        opt.zero_grad(set_to_none=True)
+        k_calls(trainer._losses(model(x), y))
+
+    return {"one_backward": one_backward, "k_backward": k_backward,
+            "k_backward_stacked": k_backward_stacked}
+
+
+def autogram_step(trainer, mask: ParameterMask | None = None) -> Callable[[], None]:
+    """A Gramian-weighting step through :class:`mtlkit.engine.autogram.AutogramEngine`.
+
+    Forward, ``G`` layer by layer (J never formed), ``w = aggregator.weights(G)``,
+    ``.grad = w^T J`` per layer, SGD step: the path the engine offers Gramian methods.
+    """
+    from mtlkit.engine.autogram import AutogramEngine
+
+    x, y = _batch(trainer)
+    model, opt, agg = trainer.model, trainer.optimizer, trainer.aggregator
+    engine = AutogramEngine(model, trainer.shared, masks=mask.masks if mask else None)
+    heads = trainer.task_params
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        losses = task_losses(trainer, model(x), y)
+        G = engine.gramian(losses, heads)
+        ctx = {"losses": torch.stack(losses).detach(), "step": 0, "epoch": 0,
+               "task_names": trainer.task_names, "generator": trainer.agg_generator,
+               "gramian": G}
+        engine.write_combination(agg.weights(G, ctx))
+        opt.step()
+
+    return step
+
+
+#: mtlkit method -> TorchJD (aggregator, weighting) class names, for the side-by-side rows
+TORCHJD = {REFERENCE: ("Mean", "MeanWeighting"), "upgrad": ("UPGrad", "UPGradWeighting"),
+           "mgda": ("MGDA", "MGDAWeighting"), "imtl_g": ("IMTLG", "IMTLGWeighting")}
+
+
+def torchjd_available() -> bool:
+    try:
+        import torchjd  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def torchjd_steps(trainer, method: str) -> dict[str, Callable[[], None]]:
+    """TorchJD's own steps on the same model and batch (empty without the ``torchjd`` extra).
+
+    ``autojac``: ``mtl_backward`` (Jacobian of the losses w.r.t. the shared parameters, heads
+    get their task gradient) then ``jac_to_grad`` with the aggregator. ``autogram``: its
+    ``Engine`` on the encoder computes the Gramian, the weighting gives ``w``, and one
+    backward of ``w^T losses`` writes every ``.grad`` (heads get ``w_k grad L_k`` there).
+    """
+    if method not in TORCHJD or not torchjd_available():
+        return {}
+    import torchjd.aggregation as tja
+    from torchjd.autogram import Engine
+    from torchjd.autojac import jac_to_grad, mtl_backward
+
+    agg_name, weighting_name = TORCHJD[method]
+    aggregator, weighting = getattr(tja, agg_name)(), getattr(tja, weighting_name)()
+    x, y = _batch(trainer)
+    model, opt = trainer.model, trainer.optimizer
+    shared = [p for _, p in trainer.shared]
+    engine = Engine(model.encoder, batch_dim=None)
+
+    def autojac() -> None:
+        opt.zero_grad(set_to_none=True)
+        z = model.represent(x)
+        losses = task_losses(trainer, model.heads_forward(z), y)
+        mtl_backward(losses, features=z, tasks_params=trainer.task_params, shared_params=shared)
+        jac_to_grad(shared, aggregator)
+        opt.step()
+
+    def autogram() -> None:
+        opt.zero_grad(set_to_none=True)
+        losses = torch.stack(task_losses(trainer, model(x), y))
+        losses.backward(weighting(engine.compute_gramian(losses)))
+        opt.step()
+
+    return {"torchjd autojac": autojac, "torchjd autogram": autogram}
 
 
 def _batch(trainer):
@@ -277,20 +373,57 @@ def aggregator_latency(methods: Sequence[str], opts: Options, pm: PluginManager,
 
 def step_variants(trainer_factory, methods: Sequence[str], pm: PluginManager,
                   infos: dict[str, dict[str, Any]]):
-    """(label, trainer) per method and mode; gramian mode added for GramianWeighting methods."""
+    """(label, mode, builder) per method and mode; ``builder()`` returns the step callable.
+
+    Gramian weightings (loop path) also run with ``gramian`` and ``autogram``, the reference
+    with ``batched`` too, and, with the ``torchjd`` extra, TorchJD's two engines for the methods
+    in :data:`TORCHJD`. Builders are lazy so that a memory child builds only its own variant.
+    """
+    def train(trainer_factory, name, mode):
+        def build():
+            t = trainer_factory(name, mode)
+            x, y = _batch(t)
+            return lambda: t.train_step(x, y)
+        return build
+
     out = []
     for name in methods:
         info = infos[name]
         if info["requires"] == "losses":
-            out.append((name, "losses", trainer_factory(name, "loop")))
+            out.append((name, "losses", train(trainer_factory, name, "loop")))
             continue
         mode = "representation" if info["gradient_level"] == "representation" else "loop"
-        out.append((name, mode, trainer_factory(name, "loop")))
+        out.append((name, mode, train(trainer_factory, name, "loop")))
         if info["gramian_weighting"] and mode == "loop":
-            out.append((name, "gramian", trainer_factory(name, "gramian")))
+            out.append((name, "gramian", train(trainer_factory, name, "gramian")))
             if name == REFERENCE:  # the vmapped producer, for comparison
-                out.append((name, "batched", trainer_factory(name, "batched")))
+                out.append((name, "batched", train(trainer_factory, name, "batched")))
+            out.append((name, "autogram",
+                        lambda name=name: autogram_step(trainer_factory(name, "loop"))))
+            if name in TORCHJD and torchjd_available():
+                for engine in ("autojac", "autogram"):
+                    out.append((name, f"torchjd {engine}", lambda name=name, e=engine:
+                                torchjd_steps(trainer_factory(name, "loop"), name)
+                                [f"torchjd {e}"]))
     return out
+
+
+def case_variants(workload: str, K: int, methods: Sequence[str], opts: Options,
+                  pm: PluginManager, infos: dict[str, dict[str, Any]]):
+    """``{key: ((method, mode), builder)}`` for one workload and K, floors first."""
+    def floor(key):
+        return lambda: floor_steps(make_trainer(workload, K, "mean", "loop", opts, pm))[key]
+
+    cases = {"one_backward": (("floor", "one backward"), floor("one_backward")),
+             "k_backward": (("floor", "K backward"), floor("k_backward")),
+             "k_backward_stacked": (("floor", "K bwd stacked"), floor("k_backward_stacked"))}
+
+    def factory(name, mode):
+        return make_trainer(workload, K, name, mode, opts, pm)
+
+    for name, mode, build in step_variants(factory, methods, pm, infos):
+        cases[f"{name}@{mode}"] = ((name, mode), build)
+    return cases
 
 
 def training_steps(methods: Sequence[str], opts: Options, pm: PluginManager,
@@ -301,23 +434,12 @@ def training_steps(methods: Sequence[str], opts: Options, pm: PluginManager,
     if "mlp" in opts.workloads:
         cases += [("mlp", K) for K in opts.step_ks]
     for workload, K in cases:
-        seed_trainer = make_trainer(workload, K, "mean", "loop", opts, pm)
-        variants = dict(floor_steps(seed_trainer))
-        labels = {"one_backward": ("floor", "one backward"),
-                  "k_backward": ("floor", "K backward")}
-
-        def factory(name, mode, workload=workload, K=K):
-            return make_trainer(workload, K, name, mode, opts, pm)
-
-        for name, mode, trainer in step_variants(factory, methods, pm, infos):
-            x, y = _batch(trainer)
-            key = f"{name}@{mode}"
-            variants[key] = lambda t=trainer, x=x, y=y: t.train_step(x, y)
-            labels[key] = (name, mode)
+        built = case_variants(workload, K, methods, opts, pm, infos)
+        variants = {key: build() for key, (_, build) in built.items()}
         res = time_variants(variants, "k_backward", opts.rounds, opts.inner)
         one = res["one_backward"]["ms"]
         for key, r in res.items():
-            name, mode = labels[key]
+            name, mode = built[key][0]
             rows.append({"workload": workload, "K": K, "method": name, "mode": mode,
                          "ms": r["ms"], "ratio_k_backward": r["ratio"],
                          "ratio_one_backward": r["ms"] / one,
@@ -353,6 +475,9 @@ def density_steps(methods: Sequence[str], opts: Options, pm: PluginManager,
             ctx = {"losses": torch.rand(K) + 0.5, "step": 0, "epoch": 0,
                    "task_names": trainer.task_names, "generator": torch.Generator()}
             variants["agg " + key] = lambda a=trainer.aggregator, J=J, c=ctx: a(J, **c)
+            if infos[name]["gramian_weighting"]:  # the same mask through the autogram engine
+                variants["ag " + key] = autogram_step(
+                    make_trainer("mlp", K, name, "loop", opts, pm), mask)
         res = time_variants(variants, base, opts.rounds, opts.inner)
         for density in opts.densities:
             key = f"{density:g}"
@@ -362,13 +487,104 @@ def density_steps(methods: Sequence[str], opts: Options, pm: PluginManager,
                          "best_ratio_to_dense": res[key]["best_ratio"],
                          "cpu_ratio_to_dense": res[key]["cpu_ratio"],
                          "aggregator_ms": res["agg " + key]["best_ms"]})
-    emit(f"\nSparse training (MLP encoder, K = {K}, random per-neuron masks, loop mode)")
+            ag, ag_base = res.get("ag " + key), res.get("ag " + base)
+            if ag is not None and ag_base is not None:
+                rows[-1].update({"autogram_ms": ag["ms"],
+                                 "autogram_ratio_to_dense": ag["ms"] / ag_base["ms"],
+                                 "autogram_ratio_to_dense_loop": ag["ms"] / res[base]["ms"]})
+    emit(f"\nSparse training (MLP encoder, K = {K}, random per-neuron masks): the whole step "
+         "in loop mode and, for Gramian weightings, through the autogram engine")
     emit(f"{'method':<22}{'density':>8}{'n':>10}{'step ms':>10}{'x dense':>9}{'best':>7}"
-         f"{'cpu':>7}{'agg ms (best)':>15}")
+         f"{'cpu':>7}{'agg ms (best)':>15}{'autogram ms':>13}{'x dense':>9}{'/loop dense':>12}")
     for r in rows:
+        ag = (f"{r['autogram_ms']:>13.2f}{r['autogram_ratio_to_dense']:>9.2f}"
+              f"{r['autogram_ratio_to_dense_loop']:>12.2f}" if "autogram_ms" in r else "")
         emit(f"{r['method']:<22}{r['trainable_fraction']:>8.3f}{r['n']:>10}{r['step_ms']:>10.2f}"
              f"{r['ratio_to_dense']:>9.2f}{r['best_ratio_to_dense']:>7.2f}"
-             f"{r['cpu_ratio_to_dense']:>7.2f}{r['aggregator_ms']:>15.3f}")
+             f"{r['cpu_ratio_to_dense']:>7.2f}{r['aggregator_ms']:>15.3f}{ag}")
+    return rows
+
+
+# -- peak memory --------------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def memory_child(spec: dict[str, Any]) -> None:
+    """Subprocess body: build ONE variant, run it, print its peak memory as JSON.
+
+    torch's CPU allocations bypass ``tracemalloc``, so the figure is the kernel's resident
+    high-water mark: after building the variant and one warm-up step (its freed heap returned
+    with ``malloc_trim``), ``/proc/self/clear_refs`` ("5") resets it to
+    the current resident set (``VmRSS``); after ``steps`` steps ``VmHWM - VmRSS(before)`` is
+    the most memory the step ever added on top of the model, data and interpreter. One variant
+    per process, so no other variant's allocations (or cached free memory) hide or inflate it.
+    Linux only: elsewhere the child reports nothing.
+    """
+    import gc
+
+    opts = Options(**{**spec["opts"], "mlp_sizes": tuple(spec["opts"]["mlp_sizes"])})
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    pm = get_plugin_manager()
+    infos = {m: method_info(pm, m) for m in spec["methods"]}
+    built = case_variants(spec["workload"], spec["K"], spec["methods"], opts, pm, infos)
+    fn = built[spec["key"]][1]()
+    fn()  # one-time initialisation (thread pools, optimizer state) is not the step's memory
+    gc.collect()
+    try:  # hand the warm-up's freed heap back to the kernel, or the steps would reuse it unseen
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")  # reset VmHWM to the current resident set
+    rss0 = _status_kib("VmRSS")
+    for _ in range(spec.get("steps", 3)):
+        fn()
+    print(json.dumps({"rss_before_kib": rss0, "peak_kib": _status_kib("VmHWM")}))
+
+
+def memory_steps(methods: Sequence[str], opts: Options, pm: PluginManager,
+                 infos: dict[str, dict[str, Any]], emit: Callable[[str], None]
+                 ) -> list[dict[str, Any]]:
+    """Peak extra memory of each step variant on the MLP at the largest step K, one
+    subprocess per variant (see :func:`memory_child`), as a ratio to the honest floor's."""
+    import subprocess
+    import sys
+
+    K = max(opts.step_ks)
+    gram = [m for m in methods if infos[m]["gramian_weighting"]][:1]
+    keys = [k for k in case_variants("mlp", K, gram, opts, pm, infos)]
+    rows = []
+    for key in keys:
+        spec = {"opts": attrs.asdict(opts), "methods": gram, "workload": "mlp", "K": K,
+                "key": key}
+        code = ("import json, sys; from mtlkit.bench import memory_child; "
+                "memory_child(json.loads(sys.argv[1]))")
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec, default=_jsonable)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            emit(f"memory: {key} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append({"K": K, "variant": key, "extra_mib": (r["peak_kib"] - r["rss_before_kib"])
+                     / 1024, "peak_mib": r["peak_kib"] / 1024})
+    floor = next((r["extra_mib"] for r in rows if r["variant"] == "k_backward"), math.nan)
+    emit(f"\nPeak memory (MLP, K = {K}; one process per variant: resident high-water mark "
+         "over 3 steps minus the resident set before them; ratio to the K-backward floor's)")
+    emit(f"  {'variant':<34}{'extra MiB':>11}{'/K-bwd':>9}{'process peak MiB':>18}")
+    for r in rows:
+        r["ratio_k_backward"] = r["extra_mib"] / floor if floor > 0 else math.nan
+        emit(f"  {r['variant']:<34}{r['extra_mib']:>11.2f}{r['ratio_k_backward']:>9.2f}"
+             f"{r['peak_mib']:>18.1f}")
     return rows
 
 
@@ -392,8 +608,11 @@ def _table(emit, title, rows, key):
 
 
 def _step_table(emit, rows):
-    emit("\nTraining step (median ms; ratios to the K-backward floor and to one backward, same "
-         "run: medians of paired rounds, best round over best round, process CPU time)")
+    emit("\nTraining step (median ms; ratios to the honest K-backward floor (K autograd.grad "
+         "calls, each on one task's own loss) and to one backward, same run: medians of paired "
+         "rounds, best round over best round, process CPU time)")
+    emit("  'K bwd stacked': the same K calls on torch.stack(losses)[k], which back-propagates "
+         "zeros through all K heads each time")
     emit("  * iterative solver (overhead reported, no 1.10x target); 'representation' rows "
          "use gradients w.r.t. the shared representation")
     cases = list(dict.fromkeys((r["workload"], r["K"]) for r in rows))
@@ -442,6 +661,9 @@ def run_aggregators_bench(opts: Options, *, emit: Callable[[str], None] = print,
         result["training_steps"] = training_steps(methods, opts, pm, infos, emit)
     if "density" in opts.parts:
         result["density"] = density_steps(methods, opts, pm, infos, emit)
+    if "memory" in opts.parts and "mlp" in opts.workloads and any(
+            infos[m]["gramian_weighting"] for m in methods):
+        result["memory"] = memory_steps(methods, opts, pm, infos, emit)
     result["wall_s"] = time.perf_counter() - t0
     emit(f"\n(total {result['wall_s']:.1f} s)")
     if json_path:

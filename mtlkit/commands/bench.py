@@ -1,4 +1,5 @@
-"""``mtlkit bench aggregators``: aggregator latency and training-step cost against floors."""
+"""``mtlkit bench aggregators``: aggregator latency, training-step cost and peak memory against
+the honest K-backward floor (and TorchJD's engines when the ``torchjd`` extra is installed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from mtlkit.errors import ConfigError
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="performance benchmarks",
-                       description="Measure aggregator latency and training-step cost.")
+                       description="Measure aggregator latency, training-step cost and "
+                       "peak memory.")
     p.add_argument("what", choices=["aggregators"], help="what to benchmark")
     p.add_argument("--quick", action="store_true",
                    help="small sizes and few rounds (well under a minute)")
@@ -22,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workloads", help="lenet,mlp (default both)")
     p.add_argument("--rounds", type=int, help="interleaved timing rounds (medians over them)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
-    p.add_argument("--only", help="comma-separated parts: latency, steps, density (default all)")
+    p.add_argument("--only", help="comma-separated parts: latency, steps, density, memory "
+                   "(default all; memory runs one subprocess per step variant)")
     p.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     return p
 
