@@ -41,7 +41,7 @@ def load_fashion(root: str) -> tuple[torch.Tensor, ...]:
     for images, labels in (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                            ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")):
         x, y = read_pair(Path(root), images, labels, FASHION_SOURCE)
-        out += [torch.from_numpy(x).float().div_(255.0).unsqueeze(1), torch.from_numpy(y)]
+        out += [torch.tensor(x).float().div_(255.0).unsqueeze(1), torch.tensor(y)]  # copies
     return tuple(out)
 
 
