@@ -24,7 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-JACOBIAN_MODES = ("loop", "batched", "gramian", "representation")
+JACOBIAN_MODES = ("loop", "batched", "gramian", "representation", "autogram")
 NONFINITE_POLICIES = ("error", "skip")
 DEVICES = ("cpu", "cuda", "auto")
 #: where the sparse-training mask acts (docs/sparse-training.md): ``trainable`` = the aggregator

@@ -215,7 +215,7 @@ class Trainer:
             accumulation_steps=cfg.accumulation_steps,
             jacobian="loop" if cfg.jacobian == "representation" else cfg.jacobian,
             mask_point=cfg.mask_point, nonfinite=cfg.nonfinite, probe_every=cfg.probe_every,
-            seed=cfg.seed, total_steps=self.total_steps, plugins=self.pm)
+            seed=cfg.seed, total_steps=self.total_steps, model=self.model, plugins=self.pm)
         self.agg_generator = self.mtl.generator
         self.loggers: list[ExperimentLogger] = self._given_loggers + make_loggers(
             cfg.log, self.out, cfg.to_dict())

@@ -148,7 +148,9 @@ class AutogramEngine:
     def reset(self) -> None:
         """Forget the activations recorded since the last :meth:`gramian` (e.g. after eval)."""
         for layer in self.layers:
-            layer.inputs.clear(), layer.outputs.clear(), layer.versions.clear()
+            layer.inputs.clear()
+            layer.outputs.clear()
+            layer.versions.clear()
 
     def close(self) -> None:
         """Remove the forward hooks."""
@@ -202,7 +204,9 @@ class AutogramEngine:
             i += n_calls
             lay.rows, lay.deltas = rows, delta
             self._layer_gramian(lay, G)
-            lay.inputs.clear(), lay.outputs.clear(), lay.versions.clear()
+            lay.inputs.clear()
+            lay.outputs.clear()
+            lay.versions.clear()
         self._live = live
         self._fallback_grads = {}
         for name, stacked in zip(self.fallback, fb):
@@ -230,7 +234,9 @@ class AutogramEngine:
         a_parts, d_parts = [], []
         for x, d in zip(lay.inputs, per_call):  # d: [K, *out_shape]
             if isinstance(m, nn.Conv2d):
-                u = F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride)  # [B, in', P]
+                # string paddings ("same") never get here: _supported admits int/tuple pads only
+                u = F.unfold(x, m.kernel_size, m.dilation, m.padding,  # type: ignore[arg-type]
+                             m.stride)  # [B, in', P]
                 a_parts.append(u.transpose(1, 2).reshape(-1, u.shape[1]))
                 d_parts.append(d.flatten(3).transpose(2, 3).reshape(d.shape[0], -1, d.shape[2]))
             else:
@@ -242,11 +248,12 @@ class AutogramEngine:
 
     def _layer_gramian(self, lay: _Layer, G: torch.Tensor) -> None:
         a, delta = lay.rows, lay.deltas
+        assert a is not None and delta is not None  # set by gramian() just before
         K, N, out = delta.shape
         mask = self.masks.get(lay.weight)
         costs = route_costs(N, a.shape[1], out, K)
-        lay.route = "explicit" if mask is not None else (
-            self.route or min(costs, key=costs.__getitem__))
+        cheapest: Route = min(costs, key=costs.__getitem__)
+        lay.route = "explicit" if mask is not None else (self.route or cheapest)
         if lay.route == "gram":
             A = a @ a.T  # [N, N]
             G.addmm_(delta.reshape(K, -1), torch.matmul(A, delta).reshape(K, -1).T)
@@ -274,6 +281,7 @@ class AutogramEngine:
         for name in self.frozen:
             self.params[name].grad = None
         for lay in self._live:
+            assert lay.rows is not None and lay.deltas is not None  # kept by gramian()
             dw = torch.tensordot(w.to(lay.deltas.dtype), lay.deltas, dims=1)  # [N, out]
             weight = self.params[lay.weight]
             weight.grad = self._masked(lay.weight, (dw.T @ lay.rows).reshape(weight.shape))

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from mtlkit.aggregation import Aggregator
+from mtlkit.engine.autogram import AutogramEngine
 from mtlkit.engine.distributed import Reducer
 from mtlkit.engine.paths import PATH_CLASSES, choose_path, uses_gramian_weights
 from mtlkit.engine.resolve import (
@@ -95,7 +96,10 @@ class MTLBackward:
         task's loss reaches; default: found from the autograd graph on the first call.
     :param tasks: the task names, in the order of unnamed losses (default: the keys of a
         ``losses`` dict or of ``task_params``, else ``task0, task1, ...``).
-    :param jacobian: ``loop`` (default), ``batched``, ``gramian`` or ``representation``.
+    :param jacobian: ``loop`` (default), ``batched``, ``gramian``, ``representation``, or
+        ``autogram`` (Gramian weightings only: ``G`` from layer activations, never ``J``).
+    :param model: the module whose forward computes the shared layers (``autogram`` hooks
+        its Linear/Conv2d layers); default: ``shared_params`` when it is a module.
     :param mask_point: ``trainable`` (the aggregator sees the trainable coordinates) or ``full``.
     :param nonfinite: ``error`` (raise :class:`~mtlkit.errors.GradientError` naming the task)
         or ``skip`` (report ``skipped`` and leave every ``.grad`` empty).
@@ -134,6 +138,7 @@ class MTLBackward:
         seed: int = 0,
         total_steps: int | None = None,
         process_group: Any = None,
+        model: nn.Module | None = None,
         plugins: PluginManager | None = None,
     ) -> None:
         for field, value, allowed in (("nonfinite", nonfinite, NONFINITE),
@@ -159,6 +164,16 @@ class MTLBackward:
         if self.reducer.active and path == "representation":
             raise ConfigError("process_group cannot run the representation path (each worker's "
                               "features are its own shard's rows); use loop or batched")
+        if path == "autogram" and (self.reducer.active or accumulation_steps > 1):
+            raise ConfigError("jacobian='autogram' runs without process_group and "
+                              "accumulation_steps; use jacobian='gramian' for those")
+        hooked = model if model is not None else (
+            shared_params if isinstance(shared_params, nn.Module) else None)
+        if path == "autogram" and hooked is None:
+            raise ConfigError("jacobian='autogram' hooks the shared layers: pass the shared "
+                              "part as a module, or model=")
+        self._hooked = hooked
+        self.autogram: AutogramEngine | None = None
         if self.reducer.active and path == "gramian":
             path = "loop"  # the averaged Jacobian is formed once, then aggregated
         if path == "representation" and accumulation_steps > 1:
@@ -187,6 +202,8 @@ class MTLBackward:
         self.mask = ParameterMask({n: torch.ones_like(p, dtype=torch.bool) for n, p in self.shared})
         self.guard = FrozenGuard({}, self.mask)
         self._resolve_mask(mask, plugins)
+        if self.path_name == "autogram" and self.autogram is None:
+            self.autogram = AutogramEngine(self._hooked, self.shared, masks=self.mask.masks)
         self.optimizer: torch.optim.Optimizer | None = None
         self._hook: Any = None
         if optimizer is not None:
@@ -232,13 +249,17 @@ class MTLBackward:
         self.mask = mask
         self._flat_index = None
         self.engine.set_mask(mask)
+        if self.path_name == "autogram":  # its layer routes depend on the mask
+            if self.autogram is not None:
+                self.autogram.close()
+            self.autogram = AutogramEngine(self._hooked, self.shared, masks=mask.masks)
         self.guard = FrozenGuard(dict(self.shared), mask)
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Step ``optimizer`` with this engine: after each of its steps the frozen coordinates
         are restored and the aggregator's ``after_step`` runs (replaces an earlier optimizer)."""
         self._check_optimizer(optimizer)
-        self.close()
+        self._detach_optimizer()
         self.optimizer = optimizer
         self._hook = optimizer.register_step_post_hook(
             lambda _opt, _args, _kwargs: self.after_optimizer_step())
@@ -378,7 +399,13 @@ class MTLBackward:
         self.aggregator.after_step(context)
 
     def close(self) -> None:
-        """Remove the optimizer step hook (the engine stops touching the optimizer)."""
+        """Remove the optimizer step hook and autogram's layer hooks (the engine stops
+        touching the optimizer and the model)."""
+        self._detach_optimizer()
+        if self.autogram is not None:
+            self.autogram.close()
+
+    def _detach_optimizer(self) -> None:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None

@@ -32,7 +32,7 @@ from mtlkit.jacobian import all_finite, check_gramian
 if TYPE_CHECKING:
     from mtlkit.engine.backward import MTLBackward
 
-PATHS = ("losses", "loop", "batched", "gramian", "representation")
+PATHS = ("losses", "loop", "batched", "gramian", "representation", "autogram")
 
 
 def uses_gramian_weights(aggregator: Aggregator) -> bool:
@@ -51,6 +51,11 @@ def choose_path(aggregator: Aggregator, jacobian: str, features: bool) -> str:
         return "losses"
     if features or aggregator.gradient_level == "representation":
         return "representation"
+    if jacobian == "autogram" and not uses_gramian_weights(aggregator):
+        raise ConfigError(
+            f"jacobian='autogram' cannot run aggregator {type(aggregator).__name__}: it forms "
+            "only G = J J^T and w^T J, so it serves Gramian weightings (mgda, upgrad, imtl_g, "
+            "dualproj, ...); use jacobian='loop' or 'batched' with this method")
     if jacobian == "gramian" and aggregator.requires != "gramian":
         raise ConfigError(
             f"jacobian='gramian' cannot run aggregator {type(aggregator).__name__}: it needs the "
@@ -254,6 +259,32 @@ class FullPointPath(Path):
         return None
 
 
+class AutogramPath(Path):
+    """Gramian weightings without J or any task's full weight gradient on Linear/Conv2d layers
+    (:mod:`mtlkit.engine.autogram`): ``G`` from activation Gram matrices and the layers'
+    output gradients, then ``.grad = w^T J`` layer by layer."""
+
+    name = "autogram"
+
+    def run(self, losses, context, due, features):
+        eng = self.eng
+        autogram = eng.autogram
+        assert autogram is not None
+        parts = list(losses) if not isinstance(losses, torch.Tensor) else [
+            losses[k] for k in range(losses.shape[0])]
+        G = autogram.gramian(parts, eng.task_params, retain_graph=bool(due))
+        if eng.scale != 1.0:
+            G = G / (eng.scale * eng.scale)
+        context["gramian"] = G
+        if due:  # probes need per-task gradients: one more pass, only on their steps
+            result = eng.engine.compute(parts, [], full=True)
+            eng.observe(due, eng.unscaled(result.J), result.full_grads, context)
+        w = self.weights(G, context)
+        autogram.write_combination(w * eng.scale)
+        return w
+
+
 PATH_CLASSES: dict[str, type[Path]] = {
+    "autogram": AutogramPath,
     "losses": LossPath, "loop": JacobianPath, "batched": JacobianPath, "gramian": GramianPath,
     "representation": RepresentationPath, "full": FullPointPath}

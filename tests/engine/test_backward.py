@@ -61,7 +61,8 @@ def shared_grad(model):
 
 @pytest.mark.parametrize("aggregator,jacobian", [
     ("upgrad", "loop"), ("upgrad", "batched"), ("upgrad", "gramian"), ("imtl_g", "loop"),
-    ("mgda", "batched"), ("cagrad", "loop"), ("mean", "loop")])
+    ("mgda", "batched"), ("cagrad", "loop"), ("mean", "loop"), ("upgrad", "autogram"),
+    ("mgda", "autogram")])
 def test_gradients_equal_per_task_reference(aggregator, jacobian):
     torch.manual_seed(0)
     model = TwoHeads().double()
@@ -262,3 +263,28 @@ def test_parameter_mask_and_gradient_strategy_on_first_call():
     assert mtl.mask.is_dense  # selected on the first call, from that batch's gradients
     mtl.backward(losses_of(model, x, ys))
     assert not mtl.mask.is_dense
+
+
+def test_autogram_path_equals_loop_path_with_a_mask_and_probes():
+    torch.manual_seed(8)
+    model = TwoHeads().double()
+    x, ys = data()
+    x, ys = x.double(), {t: y.double() for t, y in ys.items()}
+    masks = {n: torch.rand_like(p) < 0.4 for n, p in model.trunk.named_parameters()}
+    grads, probes = [], []
+    for jacobian in ("loop", "autogram"):
+        model.zero_grad()
+        mtl = mtlkit.MTLBackward(model.trunk, "upgrad", jacobian=jacobian,
+                                 mask=ParameterMask(dict(masks)), probes=["cosine"])
+        report = mtl.backward(losses_of(model, x, ys))
+        grads.append([p.grad.clone() for p in model.parameters()])
+        probes.append(report.probes)
+        mtl.close()
+    for g_loop, g_auto in zip(*grads):
+        torch.testing.assert_close(g_auto, g_loop, rtol=1e-9, atol=1e-12)
+    assert probes[0] == pytest.approx(probes[1])
+
+
+def test_autogram_refuses_methods_that_need_the_jacobian():
+    with pytest.raises(ConfigError, match="autogram"):
+        mtlkit.MTLBackward(TwoHeads().trunk, "graddrop", jacobian="autogram")
