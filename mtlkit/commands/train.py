@@ -9,8 +9,11 @@ from typing import Any
 
 from mtlkit.commands._params import parse_params
 from mtlkit.config import (
+    AMP_MODES,
     DEVICES,
     JACOBIAN_MODES,
+    LOGGERS,
+    LR_SCHEDULES,
     MASK_POINTS,
     NONFINITE_POLICIES,
     OPTIMIZERS,
@@ -25,7 +28,8 @@ _SIMPLE = ("benchmark", "aggregator", "mask", "density", "k", "epochs", "max_ste
            "data_root", "lr", "batch_size", "optimizer", "momentum", "weight_decay",
            "jacobian", "device", "threads", "probe_every", "nonfinite", "baselines", "workers",
            "eval_every", "mask_point", "max_skipped_fraction",
-           "backbone_weights")
+           "backbone_weights", "amp", "accumulation_steps", "grad_clip", "lr_schedule",
+           "warmup_steps", "log_every")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -66,6 +70,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "epoch's steps was skipped (default 0.1)")
     p.add_argument("--backbone-weights", metavar="FILE.pt",
                    help="pre-trained encoder state_dict loaded before training (any backbone)")
+    p.add_argument("--amp", choices=AMP_MODES,
+                   help="mixed precision: bf16 autocast, or fp16 with a GradScaler (default off)")
+    p.add_argument("--accumulation-steps", type=int, metavar="N",
+                   help="process each batch in N micro-batches (same update, less memory)")
+    p.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                   help="constant or cosine (default: the benchmark's step decay)")
+    p.add_argument("--warmup-steps", type=int, metavar="N", help="linear learning-rate warm-up")
+    p.add_argument("--log", action="append", choices=LOGGERS, metavar="LOGGER",
+                   help="experiment logger writing into DIR: tensorboard, wandb (offline) or "
+                        "mlflow (file store); repeatable")
+    p.add_argument("--log-every", type=int, metavar="N",
+                   help="log (and, without a terminal, print progress) every N steps")
     p.add_argument("--baselines", metavar="FILE.json",
                    help="single-task metrics {task: {metric: value}} for delta_m")
     p.add_argument("--aggregator-param", action="append", metavar="KEY=VALUE")
@@ -94,6 +111,8 @@ def config_values(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, key, None)
         if v is not None:
             values[key] = v
+    if args.log:
+        values["log"] = list(dict.fromkeys(args.log))
     if args.tasks:
         values["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if args.probes:

@@ -113,3 +113,17 @@ def test_bf16_autocast_clipping_and_cosine_schedule_run():
 
 def test_engine_is_exported_lazily():
     assert mtlkit.MTLBackward.__module__ == "mtlkit.engine.backward"
+
+
+def test_cli_train_with_tensorboard_amp_and_accumulation(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from mtlkit.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--max-steps", "2", "--epochs", "1", "--batch-size", "64",
+                 "--benchmark-param", "n_train=256", "--benchmark-param", "n_val=64",
+                 "--benchmark-param", "n_test=64", "--aggregator", "upgrad",
+                 "--amp", "bf16", "--accumulation-steps", "2", "--grad-clip", "1.0",
+                 "--log", "tensorboard", "--quiet", "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["amp"] == "bf16"
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
