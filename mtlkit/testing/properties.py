@@ -12,7 +12,9 @@ Tolerances are scale- and dtype-aware. With ``M = max_k ‖g_k‖`` and ``ρ = r
 * vectors ``a ≈ b``: ``‖a - b‖ <= ρ · max(M, ‖a‖, ‖b‖)`` (plus ``1e-30`` absolute);
 * ``non_conflicting``: ``g_k · d >= -ρ · ‖g_k‖ · max(M, ‖d‖)`` for every task ``k``;
 * ``weighted``: the component of ``d`` outside the row space of ``J`` (SVD basis with a
-  relative cut-off) is ``<= ρ · max(M, ‖d‖)``.
+  relative cut-off) is ``<= ρ · max(M, ‖d‖)``;
+* ``linear_under_scaling``: ``‖x - (α x1 + β x2)‖ <= ρ · (‖x‖ + α‖x1‖ + β‖x2‖ + M_c)`` with
+  ``M_c`` the largest row norm of ``diag(α c1 + β c2) J``.
 
 Every call gets a *fresh* context (:func:`make_context`): the same seeded generator, positive
 losses (for loss-level methods), ``step = epoch = 0``; stateful aggregators are reset first, so
@@ -31,7 +33,7 @@ from mtlkit.aggregation import PROPERTIES, Aggregator, gramian_matrix
 from mtlkit.errors import GradientError
 
 BASE_CHECKS = ("structure", "deterministic", "single_task", "all_zero", "non_finite",
-               "gramian_context")
+               "gramian_context", "non_differentiable")
 
 
 def rtol(dtype: torch.dtype) -> float:
@@ -153,6 +155,17 @@ def check_gramian_context(agg: Aggregator, J: torch.Tensor) -> None:
                  "n coordinates differ from agg(J): the context Gramian is ignored or misused")
 
 
+def check_non_differentiable(agg: Aggregator, J: torch.Tensor) -> None:
+    """With ``J`` requiring grad, the result carries no autograd graph (it is data for
+    ``.grad``; a graph would keep the solve's intermediates alive)."""
+    for rows in (J, J[:1]):  # the aggregation and the K = 1 short-cut
+        Jg = rows.detach().clone().requires_grad_(True)
+        d = run(agg, Jg)
+        if d.requires_grad or d.grad_fn is not None:
+            raise AssertionError(f"the result requires grad (grad_fn {d.grad_fn}) for a J that "
+                                 f"requires grad: {_describe(rows)}; return a detached tensor")
+
+
 # -- claimed properties ---------------------------------------------------------------------
 
 
@@ -183,11 +196,40 @@ def check_permutation_invariant(agg: Aggregator, J: torch.Tensor,
                  f"rows permuted by {perm.tolist()} changed the direction")
 
 
-def check_linear_under_scaling(agg: Aggregator, J: torch.Tensor, a: float = 3.0) -> None:
+def check_positively_homogeneous(agg: Aggregator, J: torch.Tensor, a: float = 3.0) -> None:
     """``agg(a J) = a agg(J)`` for a scalar ``a > 0``."""
     d = run(agg, J)
     da = run(agg, J * a)
     assert_close(da / a, d, J, f"agg({a:g} J) / {a:g} differs from agg(J)")
+
+
+def check_linear_under_scaling(agg: Aggregator, J: torch.Tensor,
+                               c1: torch.Tensor | None = None, c2: torch.Tensor | None = None,
+                               alpha: float = 0.7, beta: float = 1.6) -> None:
+    """Row-wise: ``agg(diag(α c1 + β c2) J) = α agg(diag(c1) J) + β agg(diag(c2) J)`` for
+    positive row factors ``c1, c2`` and ``α, β > 0``. Default factors: ``c1 = 1``,
+    ``c2 = (1, 2, ..., K)``."""
+    K = J.shape[0]
+    if c1 is None:
+        c1 = torch.ones(K, dtype=torch.float64)
+    if c2 is None:
+        c2 = torch.arange(1, K + 1, dtype=torch.float64)
+    if not (bool((c1 > 0).all()) and bool((c2 > 0).all()) and alpha > 0 and beta > 0):
+        raise ValueError("check_linear_under_scaling needs positive c1, c2, alpha, beta")
+    c = alpha * c1 + beta * c2
+    scaled = [(J.double() * v.double()[:, None]).to(J.dtype) for v in (c1, c2, c)]
+    x1, x2, x = (run(agg, Js) for Js in scaled)
+    expected = alpha * x1.double() + beta * x2.double()
+    err = float((x.double() - expected).norm())
+    size = (float(x.double().norm()) + alpha * float(x1.double().norm())
+            + beta * float(x2.double().norm()) + _scale(scaled[2]))
+    tol = rtol(J.dtype) * size + 1e-30
+    if not err <= tol:
+        raise AssertionError(
+            f"agg(diag({alpha:g} c1 + {beta:g} c2) J) differs from {alpha:g} agg(diag(c1) J) + "
+            f"{beta:g} agg(diag(c2) J): ‖difference‖ = {err:.3g} > tolerance {tol:.3g} "
+            f"(c1 = {[round(float(v), 3) for v in c1]}, c2 = "
+            f"{[round(float(v), 3) for v in c2]}) for {_describe(J)}")
 
 
 def check_weighted(agg: Aggregator, J: torch.Tensor) -> None:
@@ -217,6 +259,7 @@ def check_conflict_only(agg: Aggregator, J: torch.Tensor) -> None:
 PROPERTY_CHECKS: dict[str, Callable[..., None]] = {
     "non_conflicting": check_non_conflicting,
     "permutation_invariant": check_permutation_invariant,
+    "positively_homogeneous": check_positively_homogeneous,
     "linear_under_scaling": check_linear_under_scaling,
     "weighted": check_weighted,
     "conflict_only": check_conflict_only,
@@ -230,4 +273,5 @@ BASE: dict[str, Callable[[Aggregator, torch.Tensor], Any]] = {
     "all_zero": check_all_zero,
     "non_finite": check_non_finite,
     "gramian_context": check_gramian_context,
+    "non_differentiable": check_non_differentiable,
 }

@@ -15,6 +15,10 @@ Structures:
 ``duplicate``   some rows repeated exactly;
 ``collinear``   some rows positive or negative multiples of another row.
 
+Row scalings (for ``linear_under_scaling``): :func:`row_scalings` draws a
+:class:`RowScaling`, two positive factor vectors ``c1, c2`` (log-uniform within ``decades``
+around 1, built for the drawn ``K``) and positive ``α, β``.
+
 Scales: a global factor ``10^e``, ``e`` in ``[log10(min_scale), log10(max_scale)]`` (default
 1e-8..1e8), times optional per-row factors within ``row_spread`` decades.
 """
@@ -137,6 +141,32 @@ def jacobian_recipes(
     dtype = draw(st.sampled_from(list(dtypes)))
     seed = draw(st.integers(0, 2**31 - 1))
     return JacobianRecipe(K, n, structure, rank, log_scale, row_log_scales, dtype, seed)
+
+
+@attrs.frozen
+class RowScaling:
+    """Two positive row-factor vectors and the weights of their combination (reproducible
+    from ``seed``; printed in failure messages)."""
+
+    seed: int
+    alpha: float
+    beta: float
+    decades: float = 1.0
+
+    def build(self, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(c1, c2)``, each ``[K]`` float64 in ``[10^-decades, 10^decades]``."""
+        g = torch.Generator().manual_seed(self.seed)
+        exps = (2 * torch.rand(2, K, generator=g, dtype=torch.float64) - 1) * self.decades
+        c = 10.0**exps
+        return c[0], c[1]
+
+
+def row_scalings(decades: float = 1.0) -> st.SearchStrategy[RowScaling]:
+    """Draw a :class:`RowScaling` (``α, β`` from a few magnitudes, factors within
+    ``decades`` of 1)."""
+    weights = st.sampled_from([0.3, 1.0, 2.5])
+    return st.builds(RowScaling, seed=st.integers(0, 2**16), alpha=weights, beta=weights,
+                     decades=st.just(decades))
 
 
 def jacobians(**kwargs: Any) -> st.SearchStrategy[torch.Tensor]:

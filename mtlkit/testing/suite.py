@@ -49,7 +49,7 @@ def run_check(
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from mtlkit.testing.strategies import DTYPES, STRUCTURES, jacobian_recipes
+    from mtlkit.testing.strategies import DTYPES, STRUCTURES, jacobian_recipes, row_scalings
 
     agg = _instance(source)
     name = type(agg).__name__
@@ -75,8 +75,10 @@ def run_check(
                          f"{', '.join([*BASE_CHECKS, *sorted(PROPERTY_CHECKS)])}")
 
     extra = st.just({})
-    if check == "linear_under_scaling":
+    if check == "positively_homogeneous":
         extra = st.fixed_dictionaries({"a": st.sampled_from([1e-3, 0.5, 3.0, 1e3])})
+    elif check == "linear_under_scaling":
+        extra = st.fixed_dictionaries({"scaling": row_scalings()})
     elif check == "permutation_invariant":
         extra = st.fixed_dictionaries({"perm_seed": st.integers(0, 2**16)})
 
@@ -96,6 +98,10 @@ def run_check(
             if J.shape[0] >= 2 and torch.equal(perm, torch.arange(J.shape[0])):
                 perm = perm.roll(1)  # the identity would test nothing (1 in 2 draws at K = 2)
             args["perm"] = perm
+        if "scaling" in args:
+            scaling = args.pop("scaling")
+            args["c1"], args["c2"] = scaling.build(J.shape[0])
+            args["alpha"], args["beta"] = scaling.alpha, scaling.beta
         try:
             fn(a, J, **args)
         except AssertionError as exc:

@@ -40,7 +40,7 @@ class AlignedMTL(GramianWeighting):
     scale_mode: str = "min"
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"permutation_invariant", "linear_under_scaling", "weighted"})
+        {"permutation_invariant", "positively_homogeneous", "weighted"})
 
     def __attrs_post_init__(self) -> None:
         check_choice("scale_mode", self.scale_mode, ("min", "median", "rmse"))

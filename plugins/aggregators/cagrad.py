@@ -28,7 +28,7 @@ Hyper-parameters (paper / reference-code defaults):
                   or ``"sum"``: multiply by K as the reference code does "to match the sum
                   loss" (papers.md §4.2; reproduce this to match published numbers with SGD).
 
-Properties: permutation invariant, linear under scaling, weighted.
+Properties: permutation invariant, positively homogeneous, weighted.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class CAGrad(GramianWeighting):
     reduction: str = "mean"
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"permutation_invariant", "linear_under_scaling", "weighted"})
+        {"permutation_invariant", "positively_homogeneous", "weighted"})
 
     def __attrs_post_init__(self) -> None:
         check_range("c", self.c, 0.0, 1.0, hi_open=True)

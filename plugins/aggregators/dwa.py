@@ -15,7 +15,8 @@ A loss-level method (``requires = "losses"``): it reads ``context["losses"]`` an
 ``context["epoch"]`` every step and keeps the per-epoch averages itself (a step whose epoch
 differs from the previous one closes that epoch). Stateful: :meth:`reset` forgets the history.
 
-Properties: weighted, linear under scaling, permutation invariant (equal history).
+Properties:
+weighted, positively homogeneous, linear under (row) scaling, permutation invariant (equal history).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class DWA(LossWeighting):
     _count: int = attrs.field(init=False, default=0, repr=False)
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"weighted", "linear_under_scaling", "permutation_invariant"})
+        {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
     stateful: ClassVar[bool] = True
 
     def __attrs_post_init__(self) -> None:

@@ -21,7 +21,9 @@ reads ``context["losses_after"]``: the task losses on the *same batch* after the
 update is deferred to the next :meth:`loss_weights` call and uses that step's losses (a
 different batch: a documented approximation that saves the extra forward pass).
 
-Properties: weighted, linear under scaling, permutation invariant (equal logits). Stateful (the
+Properties:
+weighted, positively homogeneous, linear under (row) scaling, permutation invariant (equal
+logits). Stateful (the
 logits and their Adam state): :meth:`reset`.
 """
 
@@ -51,7 +53,7 @@ class FAMO(LossWeighting):
     _pending: torch.Tensor | None = attrs.field(init=False, default=None, repr=False)
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"weighted", "linear_under_scaling", "permutation_invariant"})
+        {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
     stateful: ClassVar[bool] = True
     #: after_step uses ``context["losses_after"]`` when the trainer provides it
     needs_losses_after: ClassVar[bool] = True

@@ -40,7 +40,7 @@ class GradDrop(Aggregator):
     _generator: torch.Generator = attrs.field(init=False, repr=False)
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"permutation_invariant", "linear_under_scaling"})
+        {"permutation_invariant", "positively_homogeneous"})
     stateful: ClassVar[bool] = True  # its own generator advances between calls
 
     def __attrs_post_init__(self) -> None:

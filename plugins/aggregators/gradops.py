@@ -33,7 +33,7 @@ the least-served tasks, α > 0 the best-served. A consequence worth knowing: wit
 that is nearly in the span of the others (tiny ``g'_i``, tiny ``R_i``) takes most of the weight
 and the update becomes small.
 
-Properties: non-conflicting, permutation invariant, linear under scaling, weighted.
+Properties: non-conflicting, permutation invariant, positively homogeneous, weighted.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class GradOPS(GramianWeighting):
     tol: float = 1e-10
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"non_conflicting", "permutation_invariant", "linear_under_scaling", "weighted"})
+        {"non_conflicting", "permutation_invariant", "positively_homogeneous", "weighted"})
 
     def __attrs_post_init__(self) -> None:
         check_range("alpha", self.alpha, -100.0, 100.0)

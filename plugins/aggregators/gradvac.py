@@ -51,7 +51,8 @@ class GradVac(GramianWeighting):
     _targets: np.ndarray | None = attrs.field(init=False, default=None, repr=False)
     _generator: torch.Generator = attrs.field(init=False, repr=False)
 
-    properties: ClassVar[frozenset[str]] = frozenset({"weighted", "linear_under_scaling"})
+    properties: ClassVar[frozenset[str]] = frozenset(
+        {"weighted", "positively_homogeneous", "linear_under_scaling"})
     stateful: ClassVar[bool] = True
 
     def __attrs_post_init__(self) -> None:

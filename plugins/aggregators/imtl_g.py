@@ -13,7 +13,7 @@ https://openreview.net/forum?id=IMPnRXEWpvr.
 pseudo-inverse of the normalised Gramian with a relative eigenvalue cut-off, so duplicated or
 collinear rows are handled; when ``1^T G^+ ν`` vanishes the direction is zero.
 
-Properties: permutation invariant, linear under scaling, weighted.
+Properties: permutation invariant, positively homogeneous, weighted.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class IMTLG(GramianWeighting):
     """IMTL-G: equal projection of the update on every task's unit gradient."""
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"permutation_invariant", "linear_under_scaling", "weighted"})
+        {"permutation_invariant", "positively_homogeneous", "weighted"})
 
     @bounded_threads
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:

@@ -6,7 +6,9 @@ The joint-training baseline of every paper ("Joint Train", "LS", "EW"). Equivale
 backward pass of the mean loss, which is how the trainer runs it (``requires = "losses"``):
 a mean step costs one backward, not K.
 
-Properties: permutation invariant, linear under scaling, weighted (``w = 1/K``). It is *not*
+Properties:
+permutation invariant, positively homogeneous, linear under (row) scaling, weighted (``w =
+1/K``). It is *not*
 non-conflicting: the mean can increase a task's loss when gradients conflict.
 """
 
@@ -24,7 +26,7 @@ class Mean(LossWeighting):
     """Equal-weight mean of the task gradients (joint training)."""
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"permutation_invariant", "linear_under_scaling", "weighted"})
+        {"permutation_invariant", "positively_homogeneous", "linear_under_scaling", "weighted"})
     head_gradients: ClassVar[str] = "own"
 
     def loss_weights(self, losses: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:

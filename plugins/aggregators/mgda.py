@@ -17,7 +17,7 @@ Every answer is checked by its duality gap ``w^T G w - min_k (G w)_k``; an uncon
 raises :class:`~mtlkit.errors.GradientError` instead of being used silently.
 
 Properties: non-conflicting (``(G w^*)_k >= w^{*T} G w^* >= 0`` by optimality),
-permutation invariant, linear under scaling, weighted. ``d = 0`` exactly at Pareto-stationary
+permutation invariant, positively homogeneous, weighted. ``d = 0`` exactly at Pareto-stationary
 points (``0`` in the convex hull).
 """
 
@@ -47,7 +47,7 @@ class MGDA(GramianWeighting):
     solver: str = "qp"
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"non_conflicting", "permutation_invariant", "linear_under_scaling", "weighted"})
+        {"non_conflicting", "permutation_invariant", "positively_homogeneous", "weighted"})
 
     def __attrs_post_init__(self) -> None:
         check_choice("solver", self.solver, ("qp", "frank_wolfe"))

@@ -56,7 +56,7 @@ class PCGrad(GramianWeighting):
 
     @property
     def properties(self) -> frozenset[str]:  # type: ignore[override]
-        props = {"weighted", "linear_under_scaling"}
+        props = {"weighted", "positively_homogeneous", "linear_under_scaling"}
         if self.reduction == "mean":
             props.add("conflict_only")
         return frozenset(props)

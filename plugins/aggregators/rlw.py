@@ -35,7 +35,8 @@ class RLW(LossWeighting):
     seed: int = attrs.field(default=0, converter=int)
     _generator: torch.Generator = attrs.field(init=False, repr=False)
 
-    properties: ClassVar[frozenset[str]] = frozenset({"weighted", "linear_under_scaling"})
+    properties: ClassVar[frozenset[str]] = frozenset(
+        {"weighted", "positively_homogeneous", "linear_under_scaling"})
     stateful: ClassVar[bool] = True  # its own generator advances between calls
 
     def __attrs_post_init__(self) -> None:

@@ -5,7 +5,8 @@
 The "sum loss" convention of the CAGrad, Nash-MTL and Recon code bases (their directions are
 multiplied by K "to match the sum loss"). ``sum = K * mean``.
 
-Properties: permutation invariant, linear under scaling, weighted (``w = 1``).
+Properties:
+permutation invariant, positively homogeneous, linear under (row) scaling, weighted (``w = 1``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Sum(Aggregator):
     """Unit-weight sum of the task gradients (gradient of the summed loss)."""
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"permutation_invariant", "linear_under_scaling", "weighted"})
+        {"permutation_invariant", "positively_homogeneous", "linear_under_scaling", "weighted"})
 
     def aggregate(self, J: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         return J.sum(dim=0)

@@ -13,7 +13,7 @@ projections are averaged:
 (Prop. 1 of the paper: the projection's weights solve a K-dimensional QP on the Gramian). Each
 QP is solved with quadprog on the normalised Gramian (tiny ridge ``1e-10``).
 
-Properties: non-conflicting, permutation invariant, linear under scaling, weighted, and equal
+Properties: non-conflicting, permutation invariant, positively homogeneous, weighted, and equal
 to the mean when no pair conflicts (then every ``g_k`` is already in ``C``).
 """
 
@@ -40,7 +40,7 @@ class UPGrad(GramianWeighting):
     """Mean of the projections of the task gradients onto the dual cone of the rows."""
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"non_conflicting", "permutation_invariant", "linear_under_scaling", "weighted",
+        {"non_conflicting", "permutation_invariant", "positively_homogeneous", "weighted",
          "conflict_only"})
 
     def __init__(self) -> None:

@@ -16,7 +16,9 @@ are returned by :meth:`parameters` (the trainer adds them to its optimiser) and 
 ``∂L/∂s_k = ½ (1 - e^{-s_k} L_k)`` is accumulated into ``s.grad`` by :meth:`loss_weights`,
 because the trainer passes detached losses.
 
-Properties: weighted, linear under scaling, permutation invariant (equal initial ``s``).
+Properties:
+weighted, positively homogeneous, linear under (row) scaling, permutation invariant (equal
+initial ``s``).
 Stateful (the ``s_k``; :meth:`reset` re-initialises them).
 """
 
@@ -42,7 +44,7 @@ class UW(LossWeighting):
     log_vars: torch.Tensor | None = attrs.field(init=False, default=None, repr=False)
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"weighted", "linear_under_scaling", "permutation_invariant"})
+        {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
     stateful: ClassVar[bool] = True
 
     def __attrs_post_init__(self) -> None:

@@ -54,7 +54,7 @@ def test_aggregator_survives_a_checkpoint_round_trip(name):
 
 #: Base checks decided by Aggregator.__call__ before aggregate() runs: for an aggregator that
 #: does not override __call__ they re-test the base class (tests/testing/test_kit.py does).
-BASE_CLASS_ONLY = {"single_task", "all_zero", "non_finite"}
+BASE_CLASS_ONLY = {"single_task", "all_zero", "non_finite", "non_differentiable"}
 
 
 def applies(name: str, check: str) -> bool:

@@ -42,12 +42,29 @@ class IndexWeighted(GramianWeighting):
 
 
 class Squared(Aggregator):
-    """Claims linear under scaling but is quadratic."""
+    """Claims positive homogeneity but is quadratic."""
+
+    properties: ClassVar[frozenset[str]] = frozenset({"positively_homogeneous"})
+
+    def aggregate(self, J: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        return J.mean(0) * J.abs().max()
+
+
+class UnitDirections(Aggregator):
+    """Sum of unit gradients: positively homogeneous only to degree 0, and not row-wise
+    linear; claims row-wise linearity."""
 
     properties: ClassVar[frozenset[str]] = frozenset({"linear_under_scaling"})
 
     def aggregate(self, J: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
-        return J.mean(0) * J.abs().max()
+        return (J / J.norm(dim=1, keepdim=True).clamp_min(1e-300)).sum(0)
+
+
+class KeepsGraph(Aggregator):
+    """Bypasses the base class and returns a result attached to J's graph."""
+
+    def __call__(self, J: torch.Tensor, **context: Any) -> torch.Tensor:
+        return J.mean(0) * 1.0
 
 
 class SkipsNaNCheck(Aggregator):
@@ -91,7 +108,9 @@ class Recorder(Aggregator):
     (MeanClaimingNonConflicting, "non_conflicting", "conflicts with task"),
     (ReturnsNaN, "structure", "non-finite"),
     (IndexWeighted, "permutation_invariant", "changed the direction"),
-    (Squared, "linear_under_scaling", "differs from agg"),
+    (Squared, "positively_homogeneous", "differs from agg"),
+    (UnitDirections, "linear_under_scaling", "differs from"),
+    (KeepsGraph, "non_differentiable", "requires grad"),
     (SkipsNaNCheck, "non_finite", "did not raise GradientError"),
     (LeavesSpan, "weighted", "leaves the row span"),
     (IgnoresContextGramian, "gramian_context", "context Gramian is ignored"),
@@ -105,7 +124,7 @@ def test_broken_aggregator_is_caught_with_property_and_example(cls, check, messa
 
 
 def test_check_aggregator_lists_every_failing_property():
-    with pytest.raises(AssertionError, match="1 of 7 checks failed") as info:
+    with pytest.raises(AssertionError, match="1 of 8 checks failed") as info:
         check_aggregator(MeanClaimingNonConflicting, max_examples=15, max_dim=200)
     assert "non_conflicting" in str(info.value)
 
