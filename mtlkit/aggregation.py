@@ -215,7 +215,7 @@ def check_jacobian(J: object, task_names: Iterable[str] | None = None) -> torch.
     return norms
 
 
-def nonfinite_error(rows: Sequence[int], task_names: Sequence[str] | None) -> GradientError:
+def nonfinite_error(rows: Sequence[int], task_names: Iterable[str] | None) -> GradientError:
     """The error for non-finite task gradients, naming the tasks."""
     names = list(task_names) if task_names is not None else []
     label = ", ".join(names[i] if i < len(names) else f"row {i}" for i in rows)

@@ -116,9 +116,11 @@ class FunctionHead(TaskHead):
         self._loss, self._metric = loss, metric
         if isinstance(higher_is_better, bool):
             higher_is_better = {"metric": higher_is_better}
-        # the metric "loss" (no metric given) is lower-is-better
-        self.higher_is_better = {"loss": False, **dict(higher_is_better or {})}
-        self.primary_metric = "loss" if metric is None else next(
+        # the metric "loss" (no metric given) is lower-is-better. Per instance here, where a
+        # bundled head declares them on its class: each user task brings its own metrics.
+        self.higher_is_better = {  # type: ignore[misc]
+            "loss": False, **dict(higher_is_better or {})}
+        self.primary_metric = "loss" if metric is None else next(  # type: ignore[misc]
             iter(self.higher_is_better.keys() - {"loss"}), "metric")
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -142,8 +144,9 @@ class OwnBenchmark(Benchmark):
         self.heads = dict(heads)
         self._splits = Splits(train=train, val=val if val is not None else test,
                               test=test if test is not None else val)
-        self.defaults = defaults or TrainingDefaults(optimizer="adam", lr=1e-3, epochs=1,
-                                                     batch_size=_batch_size(train))
+        # per instance (a bundled benchmark's are a class constant): the batch size is the loader's
+        self.defaults = defaults or TrainingDefaults(  # type: ignore[misc]
+            optimizer="adam", lr=1e-3, epochs=1, batch_size=_batch_size(train))
 
     @property
     def tasks(self) -> list[Task]:
@@ -152,7 +155,9 @@ class OwnBenchmark(Benchmark):
     def splits(self) -> Splits:
         return self._splits
 
-    def build_model(self, tasks: list[str] | None = None) -> OwnModel:
+    # OwnModel has what the Trainer reads of a MultiTaskModel (forward -> {task: output},
+    # shared_named_parameters) without subclassing its encoder/heads layout
+    def build_model(self, tasks: list[str] | None = None) -> OwnModel:  # type: ignore[override]
         return self.model
 
 

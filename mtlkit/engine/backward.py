@@ -145,10 +145,10 @@ class MTLBackward:
                                       ("mask_point", mask_point, MASK_POINTS)):
             if value not in allowed:
                 raise invalid_value(field, value, f"must be one of {', '.join(allowed)}")
-        for field, value in (("probe_every", probe_every),
+        for field, count in (("probe_every", probe_every),
                              ("accumulation_steps", accumulation_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise invalid_value(field, value, "must be an integer >= 1")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise invalid_value(field, count, "must be an integer >= 1")
         self.shared = named_shared(shared_params)
         self._modules = owning_modules(shared_params)
         self.aggregator: Aggregator = plugin("aggregator", aggregator, Aggregator, plugins)
@@ -203,6 +203,7 @@ class MTLBackward:
         self.guard = FrozenGuard({}, self.mask)
         self._resolve_mask(mask, plugins)
         if self.path_name == "autogram" and self.autogram is None:
+            assert self._hooked is not None  # the autogram path requires it (checked above)
             self.autogram = AutogramEngine(self._hooked, self.shared, masks=self.mask.masks)
         self.optimizer: torch.optim.Optimizer | None = None
         self._hook: Any = None
@@ -252,6 +253,7 @@ class MTLBackward:
         if self.path_name == "autogram":  # its layer routes depend on the mask
             if self.autogram is not None:
                 self.autogram.close()
+            assert self._hooked is not None  # the autogram path requires it (__init__)
             self.autogram = AutogramEngine(self._hooked, self.shared, masks=mask.masks)
         self.guard = FrozenGuard(dict(self.shared), mask)
 
@@ -488,8 +490,8 @@ class MTLBackward:
         for _, p in self.shared:
             p.grad = None
         for ps in self.task_params or []:
-            for p in ps:
-                p.grad = None
+            for q in ps:
+                q.grad = None
 
     def _nonfinite(self, message: str, losses: dict[str, float]) -> BackwardReport:
         self._clear_grads()

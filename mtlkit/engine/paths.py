@@ -86,7 +86,7 @@ class Path:
             return torch.zeros(K, dtype=G.dtype, device=G.device)
         if K == 1:
             return torch.ones(1, dtype=G.dtype, device=G.device)
-        w = eng.aggregator.weights(G, context)
+        w = eng.aggregator.weights(G, context)  # type: ignore[attr-defined]  # a GramianWeighting
         w = w.detach().to(device=G.device, dtype=G.dtype)
         if w.shape != (K,):
             raise RuntimeError(f"{type(eng.aggregator).__name__}.weights returned shape "
@@ -149,7 +149,7 @@ class LossPath(Path):
         eng = self.eng
         J = eng.engine.compute(losses, [], retain_graph=True).J
         check_jacobian(J, eng.task_names)
-        bad = [k for k, ps in enumerate(eng.task_params)
+        bad = [k for k, ps in enumerate(eng.task_params or [])
                if any(p.grad is not None and not all_finite(p.grad) for p in ps)]
         if bad:
             from mtlkit.aggregation import nonfinite_error

@@ -44,7 +44,8 @@ def named_shared(shared: nn.Module | Iterable[Any]) -> NamedParams:
                 raise ConfigError(
                     f"invalid shared parameter {name!r}: {type(p).__name__} is not a leaf tensor "
                     "that requires grad (pass the model's parameters, not computed tensors)")
-            pairs.append((name, p))
+            # a leaf tensor that requires grad is all the engine needs of an nn.Parameter
+            pairs.append((name, p))  # type: ignore[arg-type]
     if not pairs:
         raise ConfigError("invalid shared_params: no parameter that requires grad")
     seen: dict[int, str] = {}
