@@ -216,6 +216,26 @@ def floor_steps(trainer) -> dict[str, Callable[[], None]]:
             "k_backward_stacked": k_backward_stacked}
 
 
+def own_loop_step(trainer) -> Callable[[], None]:
+    """The Trainer's step written as a user's plain loop: forward, the K losses,
+    ``MTLBackward.backward``, ``optimizer.step``. Its ratio to the Trainer's ``loop`` row is
+    the Trainer's own overhead (target: at most 1.02x either way)."""
+    from mtlkit.engine import MTLBackward
+
+    x, y = _batch(trainer)
+    model, opt = trainer.model, trainer.optimizer
+    trainer.mtl.close()  # one step hook on the optimizer: this engine's
+    mtl = MTLBackward(trainer.shared, trainer.aggregator, optimizer=opt,
+                      task_params=trainer.task_params, tasks=trainer.task_names)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        mtl.backward(task_losses(trainer, model(x), y))
+        opt.step()
+
+    return step
+
+
 def autogram_step(trainer, mask: ParameterMask | None = None) -> Callable[[], None]:
     """A Gramian-weighting step through :class:`mtlkit.engine.autogram.AutogramEngine`.
 
@@ -394,12 +414,14 @@ def step_variants(trainer_factory, methods: Sequence[str], pm: PluginManager,
             continue
         mode = "representation" if info["gradient_level"] == "representation" else "loop"
         out.append((name, mode, train(trainer_factory, name, "loop")))
+        if mode == "loop":  # the same step from a plain loop: no hidden Trainer overhead
+            out.append((name, "own loop",
+                        lambda name=name: own_loop_step(trainer_factory(name, "loop"))))
         if info["gramian_weighting"] and mode == "loop":
             out.append((name, "gramian", train(trainer_factory, name, "gramian")))
             if name == REFERENCE:  # the vmapped producer, for comparison
                 out.append((name, "batched", train(trainer_factory, name, "batched")))
-            out.append((name, "autogram",
-                        lambda name=name: autogram_step(trainer_factory(name, "loop"))))
+            out.append((name, "autogram", train(trainer_factory, name, "autogram")))
             if name in TORCHJD and torchjd_available():
                 for engine in ("autojac", "autogram"):
                     out.append((name, f"torchjd {engine}", lambda name=name, e=engine:
