@@ -32,6 +32,7 @@ from mtlkit_plugins.aggregators._solvers import (
     bounded_threads,
     check_choice,
     check_range,
+    eigen_cutoff,
     make_generator,
     pick_generator,
     to_weights,
@@ -52,7 +53,7 @@ class GradVac(GramianWeighting):
     _generator: torch.Generator = attrs.field(init=False, repr=False)
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"weighted", "positively_homogeneous", "linear_under_scaling"})
+        {"weighted", "positively_homogeneous"})
     stateful: ClassVar[bool] = True
 
     def __attrs_post_init__(self) -> None:
@@ -72,7 +73,11 @@ class GradVac(GramianWeighting):
             self._targets = np.zeros((K, K))
         targets = self._targets
         gen = pick_generator(context, self._generator)
-        norms = np.sqrt(np.clip(np.diag(A), 0.0, None))
+        # a zero row comes out of the PSD repair with a round-off diagonal, not 0: treat
+        # diagonals below the dtype's cut-off as zero (else the result varies with the scale)
+        diag = np.diag(A).copy()
+        diag[diag <= eigen_cutoff(G.dtype, K) * float(diag.max())] = 0.0
+        norms = np.sqrt(diag)
         total = np.zeros(K)
         for i in range(K):
             c = np.zeros(K)
@@ -81,7 +86,7 @@ class GradVac(GramianWeighting):
             norm_i = math.sqrt(max(float(c @ A @ c), 0.0))  # ‖c^T J‖; changes only with c
             for t in torch.randperm(K - 1, generator=gen, device=gen.device).tolist():
                 j = others[t]
-                if norm_i == 0.0 or norms[j] == 0.0:
+                if norm_i <= norms.max() * 1e-8 or norms[j] == 0.0:
                     continue
                 phi = float(np.clip(c @ A[:, j] / (norm_i * norms[j]), -1.0, 1.0))
                 target = targets[i, j]

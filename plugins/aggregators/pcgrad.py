@@ -31,6 +31,7 @@ from mtlkit_plugins.aggregators._solvers import (
     as_normalized_numpy,
     bounded_threads,
     check_choice,
+    eigen_cutoff,
     make_generator,
     pick_generator,
     to_weights,
@@ -56,7 +57,7 @@ class PCGrad(GramianWeighting):
 
     @property
     def properties(self) -> frozenset[str]:  # type: ignore[override]
-        props = {"weighted", "positively_homogeneous", "linear_under_scaling"}
+        props = {"weighted", "positively_homogeneous"}
         if self.reduction == "mean":
             props.add("conflict_only")
         return frozenset(props)
@@ -69,6 +70,9 @@ class PCGrad(GramianWeighting):
         A, _ = as_normalized_numpy(G)
         K = A.shape[0]
         gen = pick_generator(context, self._generator)
+        # A zero row comes out of the Gramian's PSD repair as a round-off diagonal (~1e-17),
+        # not 0: dividing by it would blow its coefficient up (and vary with the input scale).
+        floor = eigen_cutoff(G.dtype, K) * float(np.max(np.diag(A)))
         total = np.zeros(K)
         for i in range(K):
             c = np.zeros(K)
@@ -78,7 +82,7 @@ class PCGrad(GramianWeighting):
             for t in order:
                 j = others[t]
                 dot = float(c @ A[:, j])
-                if dot < 0.0 and A[j, j] > 0.0:
+                if dot < 0.0 and A[j, j] > floor:
                     c[j] -= dot / A[j, j]
             total += c
         if self.reduction == "mean":
