@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +180,7 @@ class Recon:
         self.out = Path(out)
         self.pm = plugins or get_plugin_manager()
         self.progress = progress
+        self._started = time.monotonic()
         self.log: list[str] = []
         self._model = None
 
@@ -353,14 +356,30 @@ class Recon:
             raise invalid_value("top_k", k, f"the model has {n} shared layer(s) that can be "
                                             f"branched; use 0..{n}")
 
+    def _stage(self, index: int, total: int, what: str) -> None:
+        """One line per stage on stderr (elapsed since the start), unless quiet."""
+        if self.progress is False:
+            return
+        elapsed = int(time.monotonic() - self._started)
+        sys.stderr.write(f"recon stage {index}/{total} (elapsed {elapsed // 60}:{elapsed % 60:02d})"
+                         f": {what}\n")
+        sys.stderr.flush()
+
     def run(self) -> dict[str, Any]:
         self.preflight()
         self.out.mkdir(parents=True, exist_ok=True)
         self.check_plan()
+        stages = 3 if self.options.baseline else 2
+        self._stage(1, stages, "scoring layers by S-conflict (a short dense run)")
         scores = self.score()
         selection = self.select(scores)
-        base = self.train(selection, baseline=True) if self.options.baseline else None
+        base = None
+        if self.options.baseline:
+            self._stage(2, stages, "training the baseline (no layer branched)")
+            base = self.train(selection, baseline=True)
+        self._stage(stages, stages, f"training with {len(selection)} branched layer(s)")
         results = self.train(selection, baseline=False)
+        self._stage(stages, stages, "done")
         report = recon_report(scores, selection, results, base)
         write_json(self.out / "recon.json", report)
         results["recon"] = report

@@ -292,6 +292,14 @@ def make_progress_callback(spec: SearchSpec, enabled: bool) -> Any:
         def __init__(self) -> None:
             self.done = 0
             self.total = expected_trials(spec)
+            self.start = time.monotonic()
+
+        def _clock(self) -> str:
+            """Elapsed time and, from the finished trials' pace, the time left."""
+            elapsed = time.monotonic() - self.start
+            left = elapsed / self.done * max(self.total - self.done, 0) if self.done else None
+            eta = "?" if left is None else f"{int(left) // 60}:{int(left) % 60:02d}"
+            return f"elapsed {int(elapsed) // 60}:{int(elapsed) % 60:02d}, ETA {eta}"
 
         def _label(self, trial: Any) -> str:
             swept, _ = resolve_trial(trial.config)
@@ -303,7 +311,7 @@ def make_progress_callback(spec: SearchSpec, enabled: bool) -> Any:
             shown = f"{value:.4g}" if isinstance(value, (int, float)) else "n/a"
             if enabled:
                 print(f"[{self.done}/{self.total}] {trial.trial_id} {self._label(trial)}: "
-                      f"{spec.metric}={shown}", flush=True)
+                      f"{spec.metric}={shown} ({self._clock()})", flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.done += 1
