@@ -49,7 +49,9 @@ from mtlkit.engine import BackwardReport, MTLBackward
 class MTLModule(pl.LightningModule):
     """A ``LightningModule`` whose training step is ``MTLBackward.backward(task_losses)``.
 
-    :param aggregator, mask, probes: as for :class:`mtlkit.MTLBackward`.
+    :param aggregator: as for :class:`mtlkit.MTLBackward`.
+    :param mask: as for :class:`mtlkit.MTLBackward`.
+    :param probes: as for :class:`mtlkit.MTLBackward`.
     :param engine_options: further keyword arguments of :class:`mtlkit.MTLBackward`
         (``jacobian``, ``probe_every``, ``nonfinite``, ``seed``, ...).
     """
