@@ -150,7 +150,7 @@ class TrainConfig:
     #: linear learning-rate warm-up over the first N optimizer steps
     warmup_steps: int = attrs.field(default=0, validator=_positive_float("warmup_steps",
                                                                           allow_zero=True))
-    #: experiment loggers: any of tensorboard, wandb (offline), mlflow (local file store)
+    #: experiment loggers: any of tensorboard, wandb (offline), mlflow (local SQLite store)
     log: list[str] = attrs.field(factory=list, converter=list)
     #: without a terminal: a progress line every N steps (and one per epoch)
     log_every: int = attrs.field(default=100, validator=_positive_int("log_every"))

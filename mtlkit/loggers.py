@@ -7,8 +7,8 @@ epoch every evaluation metric (``<split>/<task>/<metric>``) and the probes' summ
 
 ``config.log = ["tensorboard", "wandb", "mlflow"]`` (or ``--log``) creates them inside the run
 directory: TensorBoard writes ``DIR/tensorboard/``, W&B runs offline into ``DIR/wandb/``
-(``wandb sync`` uploads later), MLflow uses the file store ``DIR/mlruns/``. Nothing leaves the
-machine. A caller may instead pass its own objects: an :class:`ExperimentLogger`, a W&B run
+(``wandb sync`` uploads later), MLflow a SQLite store ``DIR/mlruns/mlflow.db``. Nothing leaves
+the machine. A caller may instead pass its own objects: an :class:`ExperimentLogger`, a W&B run
 (``wandb.init(...)``) or an MLflow active run (``mlflow.start_run()``).
 """
 
@@ -96,7 +96,10 @@ class MLflowLogger(ExperimentLogger):
         self._owned = run is None
         if run is None:
             if directory is not None:
-                mlflow.set_tracking_uri(Path(directory).resolve().as_uri())
+                # a local SQLite store (MLflow 3 keeps the plain file store in maintenance)
+                Path(directory).mkdir(parents=True, exist_ok=True)
+                db = (Path(directory) / "mlflow.db").resolve()
+                mlflow.set_tracking_uri(f"sqlite:///{db}")
             run = mlflow.start_run()
             if params:
                 mlflow.log_params({k: str(v)[:250] for k, v in params.items()})

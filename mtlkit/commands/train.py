@@ -80,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, metavar="N", help="linear learning-rate warm-up")
     p.add_argument("--log", action="append", choices=LOGGERS, metavar="LOGGER",
                    help="experiment logger writing into DIR: tensorboard, wandb (offline) or "
-                        "mlflow (file store); repeatable")
+                        "mlflow (local SQLite store); repeatable")
     p.add_argument("--log-every", type=int, metavar="N",
                    help="log (and, without a terminal, print progress) every N steps")
     p.add_argument("--baselines", metavar="FILE.json",
