@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -30,12 +31,16 @@ _CONTROLLER: list[Any] = []
 @contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
     """Limit NumPy/SciPy's BLAS thread pools to one thread while the block runs."""
-    if not _CONTROLLER:
+    # The controller lists the BLAS libraries loaded when it is built (~5 ms); a library
+    # loaded later (another package's BLAS) would escape it, so it is rebuilt whenever the
+    # set of imported modules has grown (one len() per solve otherwise).
+    loaded = len(sys.modules)
+    if not _CONTROLLER or _CONTROLLER[0][0] != loaded:
         import scipy.linalg  # noqa: F401  (SciPy's own OpenBLAS must be loaded to be seen)
         from threadpoolctl import ThreadpoolController
 
-        _CONTROLLER.append(ThreadpoolController())
-    with _CONTROLLER[0].limit(limits=1, user_api="blas"):
+        _CONTROLLER[:] = [(len(sys.modules), ThreadpoolController())]
+    with _CONTROLLER[0][1].limit(limits=1, user_api="blas"):
         yield
 
 
