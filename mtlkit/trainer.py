@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -33,19 +32,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mtlkit import __version__
 from mtlkit.aggregation import Aggregator
 from mtlkit.benchmarks import Benchmark, InMemoryDataset
 from mtlkit.config import TrainConfig
 from mtlkit.engine import MTLBackward
+from mtlkit.engine.paths import choose_path
 from mtlkit.errors import ConfigError
 from mtlkit.jacobian import JacobianEngine
 from mtlkit.loggers import ExperimentLogger, as_logger, make_loggers
 from mtlkit.masking import FrozenGuard, MaskContext, ParameterMask
-from mtlkit.metrics import delta_m_metric_level, delta_m_task_level
 from mtlkit.models import MultiTaskModel
 from mtlkit.plugins import PluginManager, get_plugin_manager
+from mtlkit.progress import Progress
 from mtlkit.results import load_checkpoint, save_checkpoint, write_csv, write_json
+from mtlkit.run_records import NumericalWarning, RunRecords
 
 EpochCallback = Callable[[dict[str, Any], "Trainer"], None]
 
@@ -56,71 +56,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class Progress:
-    """Where training reports how far it is.
-
-    On a terminal: one live status line. Elsewhere (a log file, a CI job, a batch system): a
-    plain line every ``every`` steps and at the end of each epoch, with elapsed time and an
-    estimate of the time left, so a log shows progress without a wall of carriage returns.
-    ``enabled=False``: silent; ``None``: decide from ``stderr``.
-    """
-
-    def __init__(self, enabled: bool | None, every: int = 100) -> None:
-        tty = sys.stderr.isatty()
-        self.mode = ("live" if tty else "lines") if enabled is None else (
-            ("live" if tty else "lines") if enabled else "off")
-        self.enabled = self.mode != "off"
-        self.every = every
-        self._last = 0.0
-        self._start = time.monotonic()
-        self._start_step = 0
-
-    def start(self, step: int) -> None:
-        self._start, self._start_step = time.monotonic(), step
-
-    def _eta(self, step: int, total: int) -> str:
-        elapsed = time.monotonic() - self._start
-        done = step - self._start_step
-        left = elapsed / done * (total - step) if done > 0 else float("nan")
-        return f"elapsed {_duration(elapsed)}, ETA {_duration(left)}"
-
-    def step(self, step: int, total: int, text: str) -> None:
-        if self.mode == "live":
-            self.update(f"{text} ({self._eta(step, total)})")
-        elif self.mode == "lines" and step % self.every == 0:
-            self._line(f"{text} ({self._eta(step, total)})")
-
-    def epoch(self, step: int, total: int, text: str) -> None:
-        if self.mode == "lines":
-            self._line(f"{text} ({self._eta(step, total)})")
-
-    def update(self, text: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.mode == "live" and (force or now - self._last > 0.2):
-            self._last = now
-            sys.stderr.write("\r\033[K" + text)
-            sys.stderr.flush()
-
-    def _line(self, text: str) -> None:
-        sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.mode == "live":
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-class Trainer:
+class Trainer(RunRecords):
     """Builds everything a config names and trains it."""
 
     def __init__(
@@ -537,191 +473,18 @@ class Trainer:
     def _reselect(self) -> None:
         self.set_mask(self._select_mask(step=self.step))
 
-    def _conflict_summary(self, prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for probe in self.probes.values():
-            for k, v in probe.summary().items():
-                if isinstance(v, (int, float)):
-                    out[prefix + k] = v
-        return out
-
-    # -- results and state ------------------------------------------------------------------
-
-    def results(self) -> dict[str, Any]:
-        cfg = self.config
-        final = self.history[-1] if self.history else {}
-
-        def split_metrics(split: str) -> dict[str, dict[str, float]]:
-            res: dict[str, dict[str, float]] = {}
-            for key, v in final.items():
-                parts = key.split(".", 2)
-                if len(parts) == 3 and parts[0] == split:
-                    res.setdefault(parts[1], {})[parts[2]] = v
-            return res
-
-        test = split_metrics("test")
-        probe_summaries = {name: p.summary() for name, p in self.probes.items()}
-        conflict: dict[str, Any] = {}
-        for summary in probe_summaries.values():
-            if "incidence_all" in summary:
-                conflict = summary
-                break
-        delta_m, delta_m_task = self._delta_m(test)
-        return {
-            "benchmark": cfg.benchmark,
-            "aggregator": cfg.aggregator,
-            "mask": cfg.mask,
-            "seed": cfg.seed,
-            "trainable_fraction": self.mask.trainable_fraction,
-            "tasks": test,
-            "val": split_metrics("val"),
-            "delta_m": delta_m,
-            "delta_m_convention": "metric_level" if delta_m is not None else None,
-            "delta_m_task_level": delta_m_task,
-            "delta_m_conventions": None if delta_m is None else {
-                "metric_level": {"value": delta_m, "better": "lower",
-                                 "used_by": "CAGrad, Nash-MTL, sparse training (reported)"},
-                "task_level": {"value": delta_m_task, "better": "higher", "used_by": "Recon"}},
-            "baseline_source": (self.config.baselines or self.benchmark.baseline_source
-                                or None),
-            "conflict": conflict,
-            "probes": probe_summaries,
-            "steps": self.step,
-            "epochs": self.epoch,
-            "skipped_steps": self.skipped_steps,
-            "skipped_steps_per_epoch": [r.get("skipped_steps", 0) for r in self.history],
-            "nonfinite_metrics": sorted(
-                k for k, v in final.items() if k.startswith(("test.", "val."))
-                and isinstance(v, float) and not math.isfinite(v)),
-            "wall_s": self.wall_s,
-            "mask_info": {"requested_density": getattr(self.mask_strategy, "density", None),
-                          "mask_point": cfg.mask_point,
-                          "trainable_count": self.mask.trainable_count,
-                          "shared_count": self.mask.total_count,
-                          **self.mask_strategy.describe()},
-            "config": cfg.to_dict(),
-            "protocol": {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                         "optimizer": self.optimizer_name, "weight_decay": self.weight_decay},
-            "history": self.history,
-            "mtlkit_version": __version__,
-            "torch_version": torch.__version__,
-            "device": str(self.device),
-        }
-
-    def _delta_m(self, test: dict[str, dict[str, float]]) -> tuple[float | None, float | None]:
-        baselines = self.config.load_baselines() or self.benchmark.stl_baselines
-        if not baselines:
-            return None, None
-        baselines = {t: m for t, m in baselines.items() if t in test}
-        if not baselines:
-            return None, None
-        directions = {t.name: t.head.higher_is_better for t in self.tasks}
-        return (delta_m_metric_level(test, baselines, directions),
-                delta_m_task_level(test, baselines, directions))
-
-    def state(self) -> dict[str, Any]:
-        """Everything a resume needs, as plain data only (tensors, numbers, str, bool, None,
-        lists/dicts): ``checkpoint.pt`` is read back with ``weights_only=True``, so it can never
-        carry code. Aggregators and probes export their state with ``state_dict()``; the
-        resolved config and the mtlkit version let ``--resume`` refuse a different run."""
-        import json
-
-        from mtlkit.results import CHECKPOINT_FORMAT
-
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "mtlkit_version": __version__,
-            "config": json.loads(json.dumps(self.config.to_dict(), default=str)),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "aggregator": self.aggregator.state_dict(),
-            "probes": {name: p.state_dict() for name, p in self.probes.items()},
-            "mask": dict(self.mask.masks),
-            "frozen_values": self.guard.saved_values(),
-            "step": self.step,
-            "epoch": self.epoch,
-            "history": self.history,
-            "step_rows": self.step_rows,
-            "skipped_steps": self.skipped_steps,
-            "wall_s": self.wall_s,
-            "agg_generator": self.agg_generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-        }
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state`. Refuses (one :class:`ConfigError` listing the keys) a
-        checkpoint written by a different configuration or mtlkit version, except the keys
-        in :data:`mtlkit.config.RESUMABLE_KEYS`."""
-        import json
-
-        from mtlkit.results import check_resumable
-
-        check_resumable(state, json.loads(json.dumps(self.config.to_dict(), default=str)),
-                        __version__)
-        self.model.load_state_dict(state["model"])
-        # aggregator state first (UW's log-variances are copied into the live tensors), then a
-        # fresh optimizer over the live parameters takes the saved optimizer state
-        self.aggregator.load_state_dict(state["aggregator"])
-        for name, probe in self.probes.items():
-            probe.load_state_dict(state["probes"].get(name, {}))
-        self.optimizer = self._make_optimizer()
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.mtl.attach_optimizer(self.optimizer)
-        self.set_mask(ParameterMask(state["mask"]))
-        self.guard.load_saved_values(state["frozen_values"])
-        self.step = state["step"]
-        self.epoch = state["epoch"]
-        self.history = state["history"]
-        self.step_rows = state["step_rows"]
-        self.skipped_steps = state["skipped_steps"]
-        self.wall_s = state["wall_s"]
-        self.agg_generator.set_state(state["agg_generator"])
-        torch.set_rng_state(state["torch_rng"])
-
-    def _check_skipped(self, skipped: int, steps: int) -> None:
-        """Skipped steps are never silent: a warning per epoch with the count, and a
-        :class:`GradientError` (exit code 4) when more than ``max_skipped_fraction`` of the
-        epoch's steps were skipped."""
-        import warnings
-
-        from mtlkit.errors import GradientError
-
-        if not skipped:
-            return
-        share = skipped / max(steps, 1)
-        limit = self.config.max_skipped_fraction
-        if share > limit:
-            raise GradientError(
-                f"epoch {self.epoch}: {skipped} of {steps} steps skipped for non-finite "
-                f"gradients ({share:.0%} > max_skipped_fraction={limit:g}); the run is not "
-                "training: lower the learning rate, or raise max_skipped_fraction")
-        warnings.warn(f"epoch {self.epoch}: skipped {skipped} of {steps} steps (non-finite "
-                      f"gradients, nonfinite='skip'; {self.skipped_steps} in total)",
-                      NumericalWarning, stacklevel=2)
-
-
-class NumericalWarning(UserWarning):
-    """Skipped steps or non-finite metrics: the run goes on, but the user must know."""
-
 
 def gradient_path(config: TrainConfig, aggregator: Aggregator, model: nn.Module) -> str:
-    """Which gradient path a run takes: ``losses``, ``loop``, ``batched``, ``gramian`` or
-    ``representation``; incompatible choices are one error naming both sides."""
-    if aggregator.requires == "losses":
-        return "losses"  # one backward of sum_k w_k L_k; the engine only serves probes
-    path = config.jacobian
-    if getattr(aggregator, "gradient_level", "parameters") == "representation":
-        path = "representation"
-    if path == "gramian" and aggregator.requires != "gramian":
-        raise ConfigError(
-            f"jacobian='gramian' cannot run aggregator {config.aggregator!r}: it needs the full "
-            f"[K, n] Jacobian (requires={aggregator.requires!r}), and gramian mode only forms "
-            "J J^T; use jacobian='loop' or 'batched' with it")
-    if path == "representation" and not (hasattr(model, "represent")
-                                         and hasattr(model, "heads_forward")):
+    """Which gradient path a run takes (:func:`mtlkit.engine.paths.choose_path`), and whether
+    the model can serve the representation path; one error naming both sides otherwise."""
+    path = choose_path(aggregator, "loop" if config.jacobian == "representation"
+                       else config.jacobian, config.jacobian == "representation",
+                       config.aggregator)
+    if path == "representation" and not isinstance(model, MultiTaskModel):
         raise ConfigError(
             f"jacobian='representation' (needed by aggregator {config.aggregator!r}) needs a "
-            f"model with represent() and heads_forward(); {type(model).__name__} has none")
+            f"model with represent() and heads_forward() (a MultiTaskModel); "
+            f"{type(model).__name__} is not one")
     return path
 
 

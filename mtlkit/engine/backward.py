@@ -160,7 +160,7 @@ class MTLBackward:
         self.gramian_weights = uses_gramian_weights(self.aggregator)
         self.reducer = Reducer(process_group)
         path = choose_path(self.aggregator, "loop" if jacobian == "representation" else jacobian,
-                           features or jacobian == "representation")
+                           features or jacobian == "representation", self.aggregator_name)
         if self.reducer.active and path == "representation":
             raise ConfigError("process_group cannot run the representation path (each worker's "
                               "features are its own shard's rows); use loop or batched")

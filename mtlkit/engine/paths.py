@@ -42,8 +42,11 @@ def uses_gramian_weights(aggregator: Aggregator) -> bool:
             and type(aggregator).aggregate is GramianWeighting.aggregate)
 
 
-def choose_path(aggregator: Aggregator, jacobian: str, features: bool) -> str:
-    """The path a run takes; incompatible choices are one error naming both sides."""
+def choose_path(aggregator: Aggregator, jacobian: str, features: bool,
+                name: str | None = None) -> str:
+    """The path a run takes; incompatible choices are one error naming both sides
+    (``name``: what the user called the aggregator)."""
+    label = repr(name) if name is not None else type(aggregator).__name__
     if jacobian not in PATHS[1:]:
         raise ConfigError(f"invalid jacobian={jacobian!r}: must be one of "
                           f"{', '.join(PATHS[1:])}")
@@ -53,12 +56,12 @@ def choose_path(aggregator: Aggregator, jacobian: str, features: bool) -> str:
         return "representation"
     if jacobian == "autogram" and not uses_gramian_weights(aggregator):
         raise ConfigError(
-            f"jacobian='autogram' cannot run aggregator {type(aggregator).__name__}: it forms "
+            f"jacobian='autogram' cannot run aggregator {label}: it forms "
             "only G = J J^T and w^T J, so it serves Gramian weightings (mgda, upgrad, imtl_g, "
             "dualproj, ...); use jacobian='loop' or 'batched' with this method")
     if jacobian == "gramian" and aggregator.requires != "gramian":
         raise ConfigError(
-            f"jacobian='gramian' cannot run aggregator {type(aggregator).__name__}: it needs the "
+            f"jacobian='gramian' cannot run aggregator {label}: it needs the "
             f"full [K, n] Jacobian (requires={aggregator.requires!r}), and gramian mode only "
             "forms J J^T; use jacobian='loop' or 'batched' with it")
     return jacobian
