@@ -40,6 +40,20 @@ from mtlkit import hookimpl
 from mtlkit.aggregation import GramianWeighting
 
 
+def check_solver(solver: str, who: str) -> None:
+    """Validate ``solver`` and, for ``"qp"``, that quadprog is installed (shared with PSMGD)."""
+    check_choice("solver", solver, ("qp", "frank_wolfe"))
+    if solver == "qp":
+        require_quadprog(who)
+
+
+def solve(G: torch.Tensor, solver: str) -> torch.Tensor:
+    """MGDA's verified min-norm weights of the Gramian ``G`` (float64, CPU); PSMGD reuses them
+    between its recomputations, so both methods go through this one solve."""
+    A, _ = as_normalized_numpy(G)
+    return to_weights(min_norm_weights(A, solver))
+
+
 @attrs.define(eq=False)
 class MGDA(GramianWeighting):
     """Min-norm point of the convex hull of the task gradients (exact, verified)."""
@@ -50,14 +64,11 @@ class MGDA(GramianWeighting):
         {"non_conflicting", "permutation_invariant", "positively_homogeneous", "weighted"})
 
     def __attrs_post_init__(self) -> None:
-        check_choice("solver", self.solver, ("qp", "frank_wolfe"))
-        if self.solver == "qp":
-            require_quadprog(type(self).__name__)
+        check_solver(self.solver, type(self).__name__)
 
     @bounded_threads
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
-        A, _ = as_normalized_numpy(G)
-        return to_weights(min_norm_weights(A, self.solver))
+        return solve(G, self.solver)
 
 
 @hookimpl

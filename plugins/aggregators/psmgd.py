@@ -44,14 +44,8 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
-from mtlkit_plugins.aggregators._solvers import (
-    as_normalized_numpy,
-    bounded_threads,
-    check_choice,
-    min_norm_weights,
-    require_quadprog,
-    to_weights,
-)
+from mtlkit_plugins.aggregators._solvers import bounded_threads
+from mtlkit_plugins.aggregators.mgda import check_solver, solve
 
 from mtlkit import hookimpl
 from mtlkit.aggregation import GramianWeighting
@@ -77,9 +71,7 @@ class PSMGD(GramianWeighting):
         if isinstance(self.period, bool) or not isinstance(self.period, int) or self.period < 1:
             raise ConfigError(f"invalid period={self.period!r}: must be an integer >= 1 "
                               "(recompute the weights every `period` steps; 1 is MGDA)")
-        check_choice("solver", self.solver, ("qp", "frank_wolfe"))
-        if self.solver == "qp":
-            require_quadprog(type(self).__name__)
+        check_solver(self.solver, type(self).__name__)
 
     def reset(self) -> None:
         self._weights, self._since = None, 0
@@ -89,8 +81,7 @@ class PSMGD(GramianWeighting):
         K = G.shape[0]
         stale = self._weights is None or self._weights.numel() != K or self._since >= self.period
         if stale:
-            A, _ = as_normalized_numpy(G)
-            self._weights = to_weights(min_norm_weights(A, self.solver))
+            self._weights = solve(G, self.solver)
             self._since = 0
         self._since += 1
         assert self._weights is not None
