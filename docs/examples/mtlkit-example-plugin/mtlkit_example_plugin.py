@@ -19,12 +19,14 @@ class CoordinateMedian(Aggregator):
 
     .. math:: d_j = \\operatorname{median}_k J_{kj}
 
-    Properties: permutation invariant and linear under positive scaling. Not weighted (the
-    median of each coordinate may come from a different task).
+    Properties: permutation invariant and positively homogeneous (``agg(aJ) = a agg(J)`` for
+    ``a > 0``: the order of each column is unchanged). Not ``linear_under_scaling`` (scaling
+    one task's row by ``c`` changes which row is the median, so ``c -> agg(diag(c) J)`` is not
+    linear) and not weighted (the median of each coordinate may come from a different task).
     """
 
     properties: ClassVar[frozenset[str]] = frozenset(
-        {"permutation_invariant", "linear_under_scaling"})
+        {"permutation_invariant", "positively_homogeneous"})
 
     def aggregate(self, J: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         # torch.median returns the lower of the two middle values for even K; the mean of the
