@@ -3,14 +3,27 @@
 Zhu et al., WSDM 2025, https://arxiv.org/abs/2503.03438 (earlier ICLR 2023 submission,
 OpenReview tF_iDkYA_Z5).
 
-Projection (verified from the paper's abstract, Fig. 1 and summaries): every task gradient is
-projected onto the orthogonal complement of the span of the *other* task gradients,
+What was checked against the paper, and what could not be. The stored copies of the paper
+that could be consulted for this module (the ICLR 2023 submission's text, OpenReview
+tF_iDkYA_Z5, and arXiv 2503.03438v1) were reachable only through their opening -- abstract,
+Sec. 1 and the Fig. 1 caption -- not through the method section; the equations for ``R_i``,
+its normalisation and α below could therefore **not** be compared with the paper's equations,
+and no equation number is cited for them. Established from that text:
 
-.. math:: g'_i = g_i - P_{S_i} g_i, \\qquad S_i = \\mathrm{span}\\{g_j : j \\ne i\\},
+* Projection (abstract, Sec. 1, Fig. 1 caption): every task gradient is projected onto the
+  orthogonal complement of the span of the *other* task gradients -- the GradOPS-modified
+  ``g'_1`` "is orthogonal to S = span{g_2, g_3} with the conflicting part on S removed" -- so
+  that neither any ``g'_i`` nor their aggregate conflicts with any original ``g_j``:
 
-so ``g'_i · g_j = 0`` for ``j != i`` and, for ``d = Σ_i w_i g'_i`` with ``w >= 0``,
-``d · g_j = w_j ‖g'_j‖² >= 0``: no task conflicts with the update ("strongly non-conflicting"),
-whatever the processing order (there is none), and one scalar α trades tasks off.
+  .. math:: g'_i = g_i - P_{S_i} g_i, \\qquad S_i = \\mathrm{span}\\{g_j : j \\ne i\\}.
+
+  The projection is applied to every task at every step, whether or not ``g_i`` currently
+  conflicts with a ``g_j`` (Fig. 1 projects all three gradients); ``g'_i · g_j = 0`` for
+  ``j != i`` and, for ``d = Σ_i w_i g'_i`` with ``w >= 0``, ``d · g_j = w_j ‖g'_j‖² >= 0``.
+* Trade-off: one scalar hyper-parameter α re-weights the projected gradients; the paper's
+  headline setting is α = -3 ("GradOPS(α=-3)"), and a fixed-weight variant "GradOPS-static"
+  is compared with it. The sign convention below (α < 0 favours the least-served tasks) is the
+  library's reading of that setting, not a quoted equation.
 
 Computed on the Gramian: ``g'_i = c_i^T J`` with ``c_i = e_i - [G_{-i,-i}^+ G_{-i,i}]`` (the
 least-squares coefficients of ``g_i`` on the others; exact in exact arithmetic, equivalent to
@@ -19,19 +32,20 @@ the largest eigenvalue, so duplicated, collinear or otherwise dependent rows are
 ``g_i`` inside the span of the others gives ``g'_i = 0`` (its relative residual
 ``‖g'_i‖² / ‖g_i‖²`` is below ``tol``) and receives weight 0.
 
-Weighting rule -- **the library's reading, not verified against the paper's text** (the full
-text was not accessible; see ``docs/aggregators.md``): with the α = 0 direction
-``D = Σ_i g'_i`` and ``R_i = cos(g_i, D) = ‖g'_i‖² / (‖g_i‖ ‖D‖)`` (how well task ``i`` is
-served),
+Weighting rule -- **the library's reading; not checked against the paper's equations** (see
+above): with the α = 0 direction ``D = Σ_i g'_i`` and ``R_i = cos(g_i, D) = ‖g'_i‖² / (‖g_i‖
+‖D‖)`` (how well task ``i`` is served),
 
 .. math:: w_i = \\frac{|S|}{K}\\,\\frac{R_i^{\\alpha}}{\\sum_{j \\in S} R_j^{\\alpha}}
           \\;(i \\in S = \\{i: g'_i \\ne 0\\}), \\qquad w_i = 0 \\;(g'_i = 0),
           \\qquad d = \\sum_i w_i g'_i
 
-α = 0 is the mean of the K projected gradients; α < 0 (the paper reports α = -3) up-weights
-the least-served tasks, α > 0 the best-served. A consequence worth knowing: with α < 0 a task
-that is nearly in the span of the others (tiny ``g'_i``, tiny ``R_i``) takes most of the weight
-and the update becomes small.
+α = 0 is the mean of the K projected gradients; α < 0 up-weights the least-served tasks,
+α > 0 the best-served. Details the consulted text does not settle: whether ``R_i`` is this
+cosine or another ratio, whether the weights are normalised to sum to 1, to K or to ``|S|/K``
+as here, and whether ``D`` or the plain mean of the ``g_i`` serves as reference. A
+consequence worth knowing: with α < 0 a task that is nearly in the span of the others (tiny
+``g'_i``, tiny ``R_i``) takes most of the weight and the update becomes small.
 
 Properties: non-conflicting, permutation invariant, positively homogeneous, weighted.
 """

@@ -58,3 +58,40 @@ def test_negative_alpha_upweights_the_least_served_task():
     share = {a: float(J[worst] @ agg("gradops", alpha=a)(J)) / float(J[worst].norm())
              for a in (-3.0, 0.0, 3.0)}
     assert share[-3.0] > share[0.0] > share[3.0]
+
+
+def reference_direction(J: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The documented weighting rule, computed independently of the module (QR projections,
+    no Gramian): R_i = ‖g'_i‖² / (‖g_i‖ ‖Σ_j g'_j‖), w ∝ R^α, scaled to sum to 1 (all served)."""
+    P = projected_qr(J)
+    R = P.norm(dim=1) ** 2 / (J.norm(dim=1) * P.sum(0).norm())
+    w = R ** alpha
+    return (w / w.sum()) @ P
+
+
+def test_closed_form_orthogonal_rows_alpha_minus_one_equalises_progress():
+    # Orthogonal rows: g'_i = g_i, D = (3, 4), R = (3/5, 4/5); α = -1 gives w = (4/7, 3/7) and
+    # d = (12/7, 12/7): both tasks improve by the same relative amount g_i·d / ‖g_i‖² ∝ 1/‖g_i‖.
+    J = torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    expected = torch.tensor([12.0 / 7.0, 12.0 / 7.0], dtype=torch.float64)
+    assert float((agg("gradops", alpha=-1.0)(J) - expected).norm()) <= roundoff(J)
+
+
+@pytest.mark.parametrize(("alpha", "expected"), [(0.0, (0.25, 0.25)), (-2.0, (1.0 / 3.0, 0.0))])
+def test_closed_form_two_conflict_free_rows(alpha, expected):
+    # g_1 = (1, 0), g_2 = (1, 1): g'_1 = (1/2, -1/2), g'_2 = (0, 1), D = (1/2, 1/2), ‖D‖ = 1/√2,
+    # R = (√2/2, 1). α = 0: d = (g'_1 + g'_2)/2 = (1/4, 1/4). α = -2: R^-2 = (2, 1),
+    # w = (2/3, 1/3), d = (1/3, 0).
+    J = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    d = agg("gradops", alpha=alpha)(J)
+    assert float((d - torch.tensor(expected, dtype=torch.float64)).norm()) <= roundoff(J, cond=4.0)
+
+
+@pytest.mark.parametrize(("K", "n", "alpha"), [(3, 7, -3.0), (5, 16, 2.0), (8, 30, -0.5)])
+def test_matches_independent_reference(K, n, alpha):
+    J = make_J(K, n, seed=10 + K)
+    ref = reference_direction(J, alpha)
+    # Both paths divide by the conditioning of the Gramian; R^α amplifies a relative error in R
+    # by |α|, so the bound carries a factor (1 + |α|).
+    tol = roundoff(J, cond=gramian_cond(J)) * (1.0 + abs(alpha)) * max(1.0, float(ref.norm()))
+    assert float((agg("gradops", alpha=alpha)(J) - ref).norm()) <= tol
