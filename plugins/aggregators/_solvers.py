@@ -241,6 +241,20 @@ def project_dual_cone(G: np.ndarray, lower: np.ndarray,
     return np.maximum(w, lower)
 
 
+def dual_cone_projections(A: np.ndarray, lowers: np.ndarray,
+                          ridge: float = RIDGE) -> list[np.ndarray]:
+    """Weights of the projections of ``u^T J`` onto the dual cone ``{x : J x >= 0}``, one per
+    row ``u`` of ``lowers``, on the (normalised) Gramian ``A`` (UPGrad: the K unit vectors;
+    DualProj: the mean's ``1/K``). The shared set-up of both methods.
+
+    A ``u`` already in the cone (``A u >= 0``) is its own projection and is returned as is:
+    without any conflict the answer is exact, not a QP's approximation. The others are solved
+    by :func:`project_dual_cone` on one ridged matrix ``A + ridge·I``.
+    """
+    P = A + ridge * np.eye(A.shape[0])
+    return [u if bool((A @ u >= 0).all()) else project_dual_cone(A, u, P) for u in lowers]
+
+
 def check_choice(field: str, value: object, allowed: tuple[object, ...]) -> None:
     if value not in allowed:
         raise invalid_value(field, value, "allowed: " + ", ".join(repr(a) for a in allowed))

@@ -17,7 +17,7 @@ a K-dimensional QP on the Gramian, so DualProj is a
 :class:`~mtlkit.aggregation.GramianWeighting`. It is solved exactly with quadprog on the
 normalised Gramian with the tiny ridge ``1e-10`` that UPGrad uses (``1e-6`` for a float32
 Gramian, at its precision; shared helper
-``project_dual_cone``); rows of zero gradients are left out of the QP (their constraint always
+``dual_cone_projections``); rows of zero gradients are left out of the QP (their constraint always
 holds). When ``G u >= 0`` the mean is already in the cone and ``w = u`` exactly.
 Where UPGrad averages the projections of the K gradients, DualProj projects their average once:
 one QP instead of K.
@@ -43,7 +43,7 @@ from mtlkit_plugins.aggregators._solvers import (
     RIDGE,
     as_normalized_numpy,
     bounded_threads,
-    project_dual_cone,
+    dual_cone_projections,
     require_quadprog,
     to_weights,
 )
@@ -71,14 +71,12 @@ class DualProj(GramianWeighting):
         # "satisfy" a noise-sized violation, distorting every other weight.
         live = (torch.diagonal(G) > 0).cpu().numpy()
         A, _ = as_normalized_numpy(G[live][:, live] if not live.all() else G)
-        u = w[live]
-        if bool((A @ u >= 0).all()):  # the mean is in the cone: it is its own projection
-            return to_weights(w)
+        # When the mean is in the cone (no conflict) it is its own projection: w stays 1/K.
         # Ridge at the Gramian's precision: float32 round-off (~1e-7 relative) would otherwise
         # let near-null directions of G (opposite collinear gradients) take weights ~1e6 whose
         # cancellation in w^T J amplifies that round-off; float64 keeps UPGrad's 1e-10.
         ridge = RIDGE if G.dtype == torch.float64 else 1e-6
-        w[live] = project_dual_cone(A, u, A + ridge * np.eye(A.shape[0]))
+        w[live] = dual_cone_projections(A, w[live][None], ridge)[0]
         return to_weights(w)
 
 

@@ -24,10 +24,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from mtlkit_plugins.aggregators._solvers import (
-    RIDGE,
     as_normalized_numpy,
     bounded_threads,
-    project_dual_cone,
+    dual_cone_projections,
     require_quadprog,
     to_weights,
 )
@@ -51,14 +50,9 @@ class UPGrad(GramianWeighting):
         A, _ = as_normalized_numpy(G)
         K = A.shape[0]
         w = np.zeros(K)
-        eye = np.eye(K)
-        P = A + RIDGE * eye  # the QP matrix, shared by the K projections
-        for k in range(K):
-            # Without any conflict every g_k is in the cone and w is exactly the mean's 1/K.
-            if bool((A[:, k] >= 0).all()):  # g_k already in the cone
-                w += eye[k]
-            else:
-                w += project_dual_cone(A, eye[k], P)
+        # Without any conflict every g_k is in the cone and w is exactly the mean's 1/K.
+        for w_k in dual_cone_projections(A, np.eye(K)):
+            w += w_k
         return to_weights(w / K)
 
 
