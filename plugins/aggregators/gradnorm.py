@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
+from mtlkit_plugins.aggregators._learnable import LearnableTaskScalars, accumulate_grad
 from mtlkit_plugins.aggregators._solvers import check_range, losses_vector
 
 from mtlkit import hookimpl
@@ -58,7 +59,7 @@ from mtlkit.probing import ParamLayout, layer_of
 
 
 @attrs.define(eq=False)
-class GradNorm(Aggregator):
+class GradNorm(LearnableTaskScalars, Aggregator):
     """GradNorm: task weights learnt to equalise weighted gradient norms on one shared layer."""
 
     alpha: float = 1.5
@@ -72,6 +73,8 @@ class GradNorm(Aggregator):
     properties: ClassVar[frozenset[str]] = frozenset(
         {"weighted", "permutation_invariant", "positively_homogeneous", "linear_under_scaling"})
     stateful: ClassVar[bool] = True
+    scalars_field: ClassVar[str] = "task_weights"
+    scalars_owner: ClassVar[str] = "gradnorm"
     #: context read besides J
     context_keys: ClassVar[frozenset[str]] = frozenset({"losses", "layout"})
 
@@ -80,34 +83,13 @@ class GradNorm(Aggregator):
         if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
             raise ConfigError(f"invalid layer={self.layer!r}: must be a parameter or module "
                               "name of the shared model")
-        if self.num_tasks is not None:
-            if isinstance(self.num_tasks, bool) or not isinstance(self.num_tasks, int) \
-                    or self.num_tasks < 1:
-                raise ConfigError(f"invalid num_tasks={self.num_tasks!r}: must be an integer >= 1")
-            self._ensure(self.num_tasks)
+        self.check_num_tasks()
 
-    def _ensure(self, K: int) -> torch.Tensor:
-        if self.task_weights is None:
-            self.task_weights = torch.ones(K, dtype=torch.float32, requires_grad=True)
-        elif self.task_weights.numel() != K:
-            raise ConfigError(f"gradnorm was set up for {self.task_weights.numel()} tasks, "
-                              f"got {K}")
-        return self.task_weights
-
-    def parameters(self) -> list[torch.Tensor]:
-        if self.task_weights is None:
-            raise ConfigError("gradnorm needs the number of tasks before training: pass "
-                              "num_tasks (e.g. --aggregator-param num_tasks=2)")
-        return [self.task_weights]
-
-    def configure(self, num_tasks: int) -> None:
-        self._ensure(int(num_tasks))
+    def initial_scalar(self) -> float:
+        return 1.0  # equal task weights, Σ_k w_k = K
 
     def reset(self) -> None:
-        if self.task_weights is not None:
-            with torch.no_grad():
-                self.task_weights.fill_(1.0)
-            self.task_weights.grad = None
+        super().reset()
         self._initial_losses = None
 
     def columns(self, layout: ParamLayout | None, n: int) -> slice | torch.Tensor:
@@ -169,7 +151,7 @@ class GradNorm(Aggregator):
             target = G.mean() * (ratio / ratio.mean()) ** self.alpha
             grad = torch.sign(G - target) * norms
         grad = grad.to(w.dtype)
-        w.grad = grad if w.grad is None else w.grad + grad
+        accumulate_grad(w, grad)
         return wd.to(device=J.device, dtype=J.dtype) @ J
 
     def after_step(self, context: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
+from mtlkit_plugins.aggregators._learnable import LearnableTaskScalars, accumulate_grad
 from mtlkit_plugins.aggregators._solvers import check_range, losses_vector
 from mtlkit_plugins.aggregators.imtl_g import IMTLG
 
@@ -54,7 +55,7 @@ _IMTL_G = IMTLG()
 
 
 @attrs.define(eq=False)
-class IMTL(GramianWeighting):
+class IMTL(LearnableTaskScalars, GramianWeighting):
     """IMTL-L learnable loss scales with IMTL-G weights on the scaled gradients."""
 
     init: float = 0.0
@@ -65,39 +66,14 @@ class IMTL(GramianWeighting):
     properties: ClassVar[frozenset[str]] = frozenset(
         {"weighted", "permutation_invariant", "positively_homogeneous"})
     stateful: ClassVar[bool] = True
+    scalars_field: ClassVar[str] = "log_scales"
+    scalars_owner: ClassVar[str] = "imtl"
     #: context read besides the Gramian
     context_keys: ClassVar[frozenset[str]] = frozenset({"losses"})
 
     def __attrs_post_init__(self) -> None:
         check_range("init", self.init, -30.0, 30.0)
-        if self.num_tasks is not None:
-            if isinstance(self.num_tasks, bool) or not isinstance(self.num_tasks, int) \
-                    or self.num_tasks < 1:
-                raise ConfigError(f"invalid num_tasks={self.num_tasks!r}: must be an integer >= 1")
-            self._ensure(self.num_tasks)
-
-    def _ensure(self, K: int) -> torch.Tensor:
-        if self.log_scales is None:
-            self.log_scales = torch.full((K,), float(self.init), dtype=torch.float32,
-                                         requires_grad=True)
-        elif self.log_scales.numel() != K:
-            raise ConfigError(f"imtl was set up for {self.log_scales.numel()} tasks, got {K}")
-        return self.log_scales
-
-    def parameters(self) -> list[torch.Tensor]:
-        if self.log_scales is None:
-            raise ConfigError("imtl needs the number of tasks before training: pass num_tasks "
-                              "(e.g. --aggregator-param num_tasks=2)")
-        return [self.log_scales]
-
-    def configure(self, num_tasks: int) -> None:
-        self._ensure(int(num_tasks))
-
-    def reset(self) -> None:
-        if self.log_scales is not None:
-            with torch.no_grad():
-                self.log_scales.fill_(float(self.init))
-            self.log_scales.grad = None
+        self.check_num_tasks()
 
     def weights(self, G: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         K = G.shape[0]
@@ -113,7 +89,7 @@ class IMTL(GramianWeighting):
         alpha = _IMTL_G.weights(scaled, context).to(torch.float64)
         with torch.no_grad():
             grad = (scale * L - 1.0).to(s.dtype)
-            s.grad = grad if s.grad is None else s.grad + grad
+            accumulate_grad(s, grad)
         return alpha * scale
 
 

@@ -36,15 +36,15 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
+from mtlkit_plugins.aggregators._learnable import LearnableTaskScalars, accumulate_grad
 from mtlkit_plugins.aggregators._solvers import check_range, losses_vector
 
 from mtlkit import hookimpl
 from mtlkit.aggregation import LossWeighting
-from mtlkit.errors import ConfigError
 
 
 @attrs.define(eq=False)
-class IMTLL(LossWeighting):
+class IMTLL(LearnableTaskScalars, LossWeighting):
     """Learnable loss scales ``e^{s_k}`` with the ``-s_k`` regulariser."""
 
     init: float = 0.0
@@ -54,40 +54,12 @@ class IMTLL(LossWeighting):
     properties: ClassVar[frozenset[str]] = frozenset(
         {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
     stateful: ClassVar[bool] = True
+    scalars_field: ClassVar[str] = "log_scales"
+    scalars_owner: ClassVar[str] = "imtl_l"
 
     def __attrs_post_init__(self) -> None:
         check_range("init", self.init, -50.0, 50.0)
-        if self.num_tasks is not None:
-            if isinstance(self.num_tasks, bool) or not isinstance(self.num_tasks, int) \
-                    or self.num_tasks < 1:
-                raise ConfigError(f"invalid num_tasks={self.num_tasks!r}: must be an integer >= 1")
-            self._ensure(self.num_tasks)
-
-    def _ensure(self, K: int) -> torch.Tensor:
-        if self.log_scales is None:
-            self.log_scales = torch.full((K,), float(self.init), dtype=torch.float32,
-                                         requires_grad=True)
-        elif self.log_scales.numel() != K:
-            raise ConfigError(f"imtl_l was set up for {self.log_scales.numel()} tasks, got {K}")
-        return self.log_scales
-
-    def parameters(self) -> list[torch.Tensor]:
-        # The optimiser is built before the first step: without K the scales would silently
-        # never train, so this fails loudly instead.
-        if self.log_scales is None:
-            raise ConfigError("imtl_l needs the number of tasks before training: pass num_tasks "
-                              "(e.g. --aggregator-param num_tasks=2)")
-        return [self.log_scales]
-
-    def configure(self, num_tasks: int) -> None:
-        """Create the log-scales for ``num_tasks`` tasks (the engine knows K up front)."""
-        self._ensure(int(num_tasks))
-
-    def reset(self) -> None:
-        if self.log_scales is not None:
-            with torch.no_grad():
-                self.log_scales.fill_(float(self.init))
-            self.log_scales.grad = None
+        self.check_num_tasks()
 
     def loss_weights(self, losses: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         L = losses_vector(losses, None, "imtl_l")
@@ -95,7 +67,7 @@ class IMTLL(LossWeighting):
         with torch.no_grad():
             scale = torch.exp(s.detach().double())
             grad = (scale * L - 1.0).to(s.dtype)
-            s.grad = grad if s.grad is None else s.grad + grad
+            accumulate_grad(s, grad)
         return scale
 
 

@@ -28,15 +28,15 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
+from mtlkit_plugins.aggregators._learnable import LearnableTaskScalars, accumulate_grad
 from mtlkit_plugins.aggregators._solvers import check_range, losses_vector
 
 from mtlkit import hookimpl
 from mtlkit.aggregation import LossWeighting
-from mtlkit.errors import ConfigError
 
 
 @attrs.define(eq=False)
-class UW(LossWeighting):
+class UW(LearnableTaskScalars, LossWeighting):
     """Homoscedastic-uncertainty weighting with learnable log-variances."""
 
     init: float = 0.0
@@ -46,41 +46,12 @@ class UW(LossWeighting):
     properties: ClassVar[frozenset[str]] = frozenset(
         {"weighted", "positively_homogeneous", "linear_under_scaling", "permutation_invariant"})
     stateful: ClassVar[bool] = True
+    scalars_field: ClassVar[str] = "log_vars"
+    scalars_owner: ClassVar[str] = "uw"
 
     def __attrs_post_init__(self) -> None:
         check_range("init", self.init, -50.0, 50.0)
-        if self.num_tasks is not None:
-            if isinstance(self.num_tasks, bool) or not isinstance(self.num_tasks, int) \
-                    or self.num_tasks < 1:
-                raise ConfigError(f"invalid num_tasks={self.num_tasks!r}: must be an integer >= 1")
-            self._ensure(self.num_tasks)
-
-    def _ensure(self, K: int) -> torch.Tensor:
-        if self.log_vars is None:
-            self.log_vars = torch.full((K,), float(self.init), dtype=torch.float32,
-                                       requires_grad=True)
-        elif self.log_vars.numel() != K:
-            raise ConfigError(f"uw was set up for {self.log_vars.numel()} tasks, got {K}")
-        return self.log_vars
-
-    def parameters(self) -> list[torch.Tensor]:
-        # The trainer builds its optimiser before the first step, so K must be known by then:
-        # from ``num_tasks`` or from a trainer that calls configure(K). Failing loudly beats
-        # silently training without the log-variances.
-        if self.log_vars is None:
-            raise ConfigError("uw needs the number of tasks before training: pass num_tasks "
-                              "(e.g. --aggregator-param num_tasks=2)")
-        return [self.log_vars]
-
-    def configure(self, num_tasks: int) -> None:
-        """Create the log-variances for ``num_tasks`` tasks (the trainer knows K up front)."""
-        self._ensure(int(num_tasks))
-
-    def reset(self) -> None:
-        if self.log_vars is not None:
-            with torch.no_grad():
-                self.log_vars.fill_(float(self.init))
-            self.log_vars.grad = None
+        self.check_num_tasks()
 
     def loss_weights(self, losses: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
         L = losses_vector(losses, None, "uw")
@@ -88,7 +59,7 @@ class UW(LossWeighting):
         with torch.no_grad():
             prec = torch.exp(-s.detach().double())
             grad = (0.5 * (1.0 - prec * L)).to(s.dtype)
-            s.grad = grad if s.grad is None else s.grad + grad
+            accumulate_grad(s, grad)
         return 0.5 * prec
 
 
