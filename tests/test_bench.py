@@ -30,6 +30,7 @@ def test_bench_tables_and_json(tmp_path):
     assert modes == {("floor", "one backward"), ("floor", "K backward"),
                      ("floor", "K bwd stacked"), ("mean", "losses"), (REFERENCE, "loop"),
                      (REFERENCE, "gramian"), (REFERENCE, "batched"), (REFERENCE, "autogram"),
+                     (REFERENCE, "own loop"),
                      *(torchjd if torchjd_available() else ())}
     floor = next(r for r in steps if r["mode"] == "K backward" and r["workload"] == "lenet")
     assert floor["ratio_k_backward"] == 1.0
