@@ -90,9 +90,13 @@ class Aggregator:
 
     def __call__(self, J: torch.Tensor, **context: Any) -> torch.Tensor:
         norms = check_jacobian(J, context.get("task_names"))
+        # the update is data for .grad: no method differentiates through J, and a J that
+        # requires grad must not reach solvers that leave torch (numpy, quadprog)
+        J = J.detach()
+        norms = norms.detach()
         K = J.shape[0]
         if K == 1:
-            return J[0].detach().clone()
+            return J[0].clone()
         # A zero norm can also be an underflow (|x| < 1e-19 squares to 0 in float32), so an
         # all-zero verdict is confirmed exactly; the extra pass runs only in that rare case.
         if bool((norms == 0).all()) and not bool(J.any()):
