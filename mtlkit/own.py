@@ -83,7 +83,7 @@ class _FunctionMetrics(MetricAccumulator):
         if isinstance(self.fn, StatefulMetric):
             self.fn.update(output, target)
             return
-        n = len(target) if hasattr(target, "__len__") else 1
+        n = len(target) if isinstance(target, torch.Tensor) and target.ndim > 0 else 1
         values = ({"loss": float(self.loss(output, target))} if self.fn is None
                   else _as_dict(self.fn(output, target)))
         for k, v in values.items():

@@ -196,6 +196,7 @@ class MTLBackward:
         self._given_task_params = task_params
         self._micro = 0
         self._acc: torch.Tensor | None = None
+        self._acc_full: Any = None
         self._pending: tuple[dict[str, Any], Callable[[], Any] | None] | None = None
         self._flat_index: torch.Tensor | None = None
         self.mask_strategy: MaskStrategy | None = None
@@ -296,7 +297,9 @@ class MTLBackward:
             self.epoch = epoch
         if self._path is None:
             self._first_call(stacked, names, parts, features)
-        global_losses = self.reducer.mean_(stacked.detach().clone())
+        global_losses = stacked.detach()
+        if self.reducer.active:
+            global_losses = self.reducer.mean_(global_losses.clone())
         values = global_losses.tolist()  # one host sync serves the check and the report
         reported = dict(zip(names, values))
         if not all(math.isfinite(v) for v in values):
@@ -307,7 +310,9 @@ class MTLBackward:
                 return self._leave_to_scaler(reported, message)
             return self._nonfinite(message, reported)
         final = self._micro + 1 >= self.accumulation_steps
-        due = self._probe_due() if final else []
+        # the step number is the same for every micro-batch: a due probe sees the summed
+        # per-task gradients of all of them (the paths observe once J is complete)
+        due = self._probe_due()
         if self.mask_strategy is not None and self.mask_strategy.reselect_every and \
                 self.step > 0 and self.step % self.mask_strategy.reselect_every == 0 and \
                 self._micro == 0:
@@ -449,6 +454,22 @@ class MTLBackward:
         if self._micro + 1 < self.accumulation_steps:
             return None, True
         return self._acc, True
+
+    def accumulate_full(self, full: Any) -> Any:
+        """Full per-task gradients summed over micro-batches, like :meth:`accumulate` (the
+        sum so far, complete on the last micro-batch); ``full`` as is without accumulation."""
+        if self.accumulation_steps == 1 or full is None:
+            return full
+        if self._micro == 0 or self._acc_full is None:
+            self._acc_full = [[None if g is None else g.detach().clone() for g in row]
+                              for row in full]
+        else:
+            for row_sum, row in zip(self._acc_full, full):
+                for i, g in enumerate(row):
+                    if g is not None:
+                        row_sum[i] = g.detach().clone() if row_sum[i] is None \
+                            else row_sum[i].add_(g)
+        return self._acc_full
 
     def reduced(self, J: torch.Tensor) -> torch.Tensor:
         """``J`` averaged over the process group (the global batch's Jacobian)."""

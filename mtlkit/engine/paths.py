@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from mtlkit.aggregation import Aggregator, GramianWeighting, check_jacobian, gramian_matrix
+from mtlkit.aggregation import (
+    Aggregator,
+    GramianWeighting,
+    check_jacobian,
+    gramian_matrix,
+    nonfinite_error,
+)
 from mtlkit.errors import ConfigError, GradientError
 from mtlkit.jacobian import all_finite, check_gramian
 
@@ -113,9 +119,12 @@ class LossPath(Path):
 
     def run(self, losses, context, due, features):
         eng = self.eng
-        if due:  # probes still need the per-task gradients
+        if due:  # probes still need the per-task gradients (summed over micro-batches)
             result = eng.engine.compute(losses, [], full=True, retain_graph=True)
-            eng.observe(due, eng.reduced(result.J), eng.reduced_full(result.full_grads), context)
+            J, _ = eng.accumulate(result.J)
+            full = eng.accumulate_full(result.full_grads)
+            if J is not None:
+                eng.observe(due, eng.reduced(J), eng.reduced_full(full), context)
         if not isinstance(losses, torch.Tensor):
             losses = torch.stack(losses)
         weights = eng.aggregator.loss_weights(context["losses"], context).detach()
@@ -155,7 +164,6 @@ class LossPath(Path):
         bad = [k for k, ps in enumerate(eng.task_params or [])
                if any(p.grad is not None and not all_finite(p.grad) for p in ps)]
         if bad:
-            from mtlkit.aggregation import nonfinite_error
             raise nonfinite_error(bad, eng.task_names)
         raise GradientError("non-finite (NaN/Inf) gradient of the weighted loss; refusing to "
                             "update (nonfinite='skip' skips such steps instead)")
@@ -167,18 +175,17 @@ class JacobianPath(Path):
     def run(self, losses, context, due, features):
         eng = self.eng
         result = eng.engine.compute(losses, eng.task_params, full=bool(due))
-        J, merged = eng.accumulate(eng.unscaled(result.J))
-        if J is not None:
-            J = eng.reduced(J)
-            eng.reducer.mean_grads_(p for ps in eng.task_params for p in ps)
+        J, _ = eng.accumulate(eng.unscaled(result.J))
+        full = eng.accumulate_full(result.full_grads)
         if J is None:  # a micro-batch of gradient accumulation: nothing to apply yet
             return None
+        J = eng.reduced(J)
+        eng.reducer.mean_grads_(p for ps in eng.task_params for p in ps)
         gramian_weights = eng.gramian_weights
         if gramian_weights or eng.aggregator.requires == "gramian":
             context["gramian"] = gramian_matrix(J)
         if due:
-            full = None if merged else eng.reduced_full(result.full_grads)
-            eng.observe(due, J, full, context)
+            eng.observe(due, J, eng.reduced_full(full), context)
         if gramian_weights:
             # d = w^T J with w from G alone: one mm, one mv, O(K) checks, no pass over J
             w = self.weights(context["gramian"], context)

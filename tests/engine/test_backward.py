@@ -288,3 +288,23 @@ def test_autogram_path_equals_loop_path_with_a_mask_and_probes():
 def test_autogram_refuses_methods_that_need_the_jacobian():
     with pytest.raises(ConfigError, match="autogram"):
         mtlkit.MTLBackward(TwoHeads().trunk, "graddrop", jacobian="autogram")
+
+
+@pytest.mark.parametrize("aggregator", ["upgrad", "mean"])
+def test_probes_see_the_whole_batch_under_accumulation(aggregator):
+    """A due probe observes the per-task gradients summed over every micro-batch: the same
+    values as one call on the whole batch (Jacobian path and loss path)."""
+    torch.manual_seed(9)
+    model = TwoHeads().double()
+    x, ys = data(batch=32)
+    x, ys = x.double(), {t: y.double() for t, y in ys.items()}
+    whole = mtlkit.MTLBackward(model.trunk, aggregator, probes=["cosine"])
+    expected = whole.backward(losses_of(model, x, ys)).probes
+    model.zero_grad()
+    mtl = mtlkit.MTLBackward(model.trunk, aggregator, probes=["cosine"], accumulation_steps=2)
+    first = mtl.backward(losses_of(model, x[:16], {t: y[:16] for t, y in ys.items()}))
+    assert not first.applied and not first.probes
+    report = mtl.backward(losses_of(model, x[16:], {t: y[16:] for t, y in ys.items()}))
+    assert report.probes.keys() == expected.keys() and expected
+    for key, value in expected.items():
+        assert report.probes[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
